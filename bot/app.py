@@ -1,0 +1,134 @@
+"""create_app(services) → Bolt App, and the two ways to serve it: HTTP (waitress) and Socket Mode.
+
+This module is the composition root: the one place in `bot/` allowed to import Slack and `handlers`.
+The engine (bot.engine, bot.backends, bot.store, …) never does; tests/test_architecture.py checks it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from slack_bolt import App
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_sdk import WebClient
+from slack_sdk.http_retry.builtin_handlers import (
+    ConnectionErrorRetryHandler,
+    RateLimitErrorRetryHandler,
+    ServerErrorRetryHandler,
+)
+
+from bot.errors import PreconditionFailed
+from bot.services import Services
+from handlers import SlackContext, register
+
+log = logging.getLogger(__name__)
+DEFAULT_API_URL = "https://slack.com/api/"
+EVENTS_PATH = "/slack/events"
+ROLLBACK_WORKERS = 4  # rollbacks and plans run here, never on Bolt's listener threads
+
+
+def web_client(token: str, *, api_url: str | None = None) -> WebClient:
+    """A WebClient that retries on 429 (honouring Retry-After), connection errors and 5xx."""
+    return WebClient(
+        token=token,
+        base_url=api_url or os.environ.get("SLACK_API_URL") or DEFAULT_API_URL,
+        timeout=15,
+        retry_handlers=[
+            RateLimitErrorRetryHandler(max_retry_count=5),
+            ConnectionErrorRetryHandler(max_retry_count=3),
+            ServerErrorRetryHandler(max_retry_count=2),
+        ],
+    )
+
+
+def create_app(
+    services: Services,
+    *,
+    token: str | None = None,
+    signing_secret: str | None = None,
+    api_url: str | None = None,
+    executor: ThreadPoolExecutor | None = None,
+) -> tuple[App, SlackContext]:
+    token = token or os.environ.get("SLACK_BOT_TOKEN", "")
+    signing_secret = signing_secret or os.environ.get("SLACK_SIGNING_SECRET", "")
+    missing = [
+        name
+        for name, value in (("SLACK_BOT_TOKEN", token), ("SLACK_SIGNING_SECRET", signing_secret))
+        if not value
+    ]
+    if missing:
+        raise PreconditionFailed(
+            f"{' and '.join(missing)} must be set to serve the Slack app",
+            hint="see the README's 'Install the Slack app' section",
+        )
+    client = web_client(token, api_url=api_url)
+    app = App(
+        client=client,
+        signing_secret=signing_secret,
+        token_verification_enabled=False,
+        raise_error_for_unhandled_request=False,
+    )
+    ctx = SlackContext(
+        services=services,
+        client=client,
+        executor=executor or ThreadPoolExecutor(max_workers=ROLLBACK_WORKERS, thread_name_prefix="rollback"),
+    )
+    register(app, ctx)
+    return app, ctx
+
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def wsgi_app(app: App) -> WSGIApp:
+    """Slack on POST /slack/events, liveness on GET /healthz, 404 elsewhere."""
+    slack = SlackRequestHandler(app, path=EVENTS_PATH)
+
+    def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")
+        if path == "/healthz" and method == "GET":
+            body = json.dumps({"ok": True}).encode()
+            start_response(
+                "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+            )
+            return [body]
+        if path == EVENTS_PATH and method != "POST":
+            start_response("405 Method Not Allowed", [("Allow", "POST"), ("Content-Length", "0")])
+            return [b""]
+        return slack(environ, start_response)  # type: ignore[arg-type]
+
+    return application
+
+
+def serve_http(services: Services, *, host: str, port: int) -> int:
+    from waitress import serve
+
+    app, _ = create_app(services)
+    log.warning("rollback-bot serving Slack on http://%s:%d%s", host, port, EVENTS_PATH)
+    print(
+        f"rollback-bot: serving Slack on http://{host}:{port}{EVENTS_PATH} (GET /healthz for liveness)",
+        flush=True,
+    )
+    serve(wsgi_app(app), host=host, port=port, threads=8, ident="rollback-bot")
+    return 0
+
+
+def serve_socket(services: Services) -> int:
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    app_token = os.environ.get("SLACK_APP_TOKEN")
+    if not app_token:
+        raise PreconditionFailed(
+            "SLACK_APP_TOKEN must be set for Socket Mode", hint="an xapp-… token with connections:write"
+        )
+    app, _ = create_app(
+        services, signing_secret=os.environ.get("SLACK_SIGNING_SECRET") or "socket-mode-unused"
+    )
+    print("rollback-bot: connecting to Slack over Socket Mode", flush=True)
+    SocketModeHandler(app, app_token).start()
+    return 0

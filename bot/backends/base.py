@@ -1,0 +1,166 @@
+"""The small Protocols every backend implements, and the plain data they return."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+Progress = Callable[[str], None]
+"""A backend reports progress as short human sentences ("restored 12 of 40 tables")."""
+
+
+def no_progress(_: str) -> None:
+    return None
+
+
+# --- code -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Commit:
+    sha: str
+    subject: str
+    author: str = ""
+    committed_at: datetime | None = None
+
+    @property
+    def short(self) -> str:
+        return self.sha[:7]
+
+    def __str__(self) -> str:
+        return f"{self.short} {self.subject}"
+
+
+@dataclass(frozen=True)
+class CodeResult:
+    """What a code step did to the remote."""
+
+    strategy: str  # "revert" | "force-push"
+    old_head: str  # remote head before
+    new_head: str  # remote head after
+    backup_ref: str = ""  # force-push: the ref on the remote that keeps the old head
+    summary: str = ""
+
+
+class CodeRepo(Protocol):
+    """A deployable git branch on a remote."""
+
+    remote: str
+    branch: str
+
+    def fetch(self) -> Commit:
+        """Fetch the remote branch fresh; return its head (the deployed commit)."""
+        ...
+
+    def resolve(self, ref: str) -> Commit:
+        """A commit by SHA (full or abbreviated) or ref; raises GitError naming the ref if unknown."""
+        ...
+
+    def first_parent(self, sha: str) -> Commit: ...
+
+    def commits_between(self, older: str, newer: str) -> list[Commit]:
+        """Commits reachable from `newer` and not from `older`, newest first (what a rollback undoes)."""
+        ...
+
+    def is_ancestor(self, older: str, newer: str) -> bool: ...
+
+    def changed_files(self, older: str, newer: str) -> list[str]: ...
+
+    def read_file(self, sha: str, path: str) -> str | None:
+        """File content at a commit, or None if the file does not exist there."""
+        ...
+
+    def check_remote(self) -> None:
+        """Raise GitError if the remote does not answer."""
+        ...
+
+    def revert_to(self, *, deployed: str, target: str, message: str) -> CodeResult:
+        """Push one new commit on top of `deployed` whose tree is `target`'s; raise PushRejected if refused."""
+        ...
+
+    def force_push(self, *, deployed: str, target: str, backup_ref: str) -> CodeResult:
+        """Save `deployed` as `backup_ref` on the remote, then move the branch to `target` with a lease."""
+        ...
+
+
+# --- database ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DumpInfo:
+    path: Path
+    size_bytes: int
+    entries: int  # objects listed by the verifier (pg_restore --list entries, tables, …)
+    verified: bool
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    database: str  # the live database name, now holding the restored data
+    previous: str  # where the pre-restore live data was kept (renamed database, file, instance)
+    summary: str = ""
+    details: dict[str, str] = field(default_factory=dict)
+
+
+class Database(Protocol):
+    """A live database that can be dumped and restored from a dump file."""
+
+    engine: str
+
+    def required_tools(self) -> list[str]:
+        """Executables this backend calls (pg_dump, pg_restore, …), for the safety check."""
+        ...
+
+    def describe(self) -> str:
+        """Where it is, with no secret in it (host, port, database name)."""
+        ...
+
+    def check(self) -> None:
+        """Connect once; raise DatabaseError naming what failed."""
+        ...
+
+    def dump(self, dest: Path, *, progress: Progress = no_progress) -> DumpInfo:
+        """Write a full dump to `dest` and verify it is readable; raise DumpFailed otherwise."""
+        ...
+
+    def verify(self, path: Path) -> DumpInfo:
+        """Check a dump file is complete and readable; raise DumpFailed otherwise."""
+        ...
+
+    def restore(self, source: Path, *, progress: Progress = no_progress) -> RestoreResult:
+        """Make the live database equal to `source`.
+
+        Must leave the live database untouched if the restore fails (restore aside, then swap).
+        """
+        ...
+
+
+# --- health -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HealthSpec:
+    url: str
+    expect_status: int = 200
+    timeout_s: float = 5.0
+    attempts: int = 10
+    interval_s: float = 3.0
+    consecutive: int = 2
+
+
+@dataclass(frozen=True)
+class HealthResult:
+    url: str
+    healthy: bool
+    attempts: int  # tries made
+    last_status: int | None
+    last_error: str
+    latency_ms: float | None  # of the last try
+    expected_status: int
+
+
+class HealthChecker(Protocol):
+    def check(self, spec: HealthSpec, *, progress: Progress = no_progress) -> HealthResult: ...

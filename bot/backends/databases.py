@@ -1,0 +1,38 @@
+"""Pick the database backend an environment's `engine` names."""
+
+from __future__ import annotations
+
+from bot.backends.base import Database
+from bot.backends.mysql import MySQLDatabase
+from bot.backends.postgres import PostgresDatabase
+from bot.backends.sqlite import SQLiteDatabase
+from bot.errors import BadRequest, NotSupported
+
+ENGINES = ("postgres", "mysql", "sqlite")
+_ALIASES = {"postgresql": "postgres", "mariadb": "mysql", "sqlite3": "sqlite"}
+
+
+def open_database(*, engine: str, url: str) -> Database:
+    """A backend for `url`; the URL is checked for shape here but no connection is made."""
+    name = engine.strip().lower()
+    name = _ALIASES.get(name, name)
+    if not url:
+        raise BadRequest(
+            f"no database URL was given for the {name or 'database'} engine",
+            hint="set the variable the environment's url_env names",
+        )
+    if name == "postgres":
+        return PostgresDatabase(url)
+    if name == "mysql":
+        return MySQLDatabase(url)
+    if name == "sqlite":
+        return SQLiteDatabase(url)
+    if name in ("", "none"):
+        raise BadRequest(
+            'this environment has no database (engine = "none")',
+            hint="use --db none, or set engine to one of " + ", ".join(ENGINES),
+        )
+    raise NotSupported(
+        f"database engine {engine!r} is not supported",
+        hint="use one of " + ", ".join(ENGINES) + ", or restore this database by hand",
+    )

@@ -1,0 +1,247 @@
+"""Plumbing shared by the database backends: running a client tool, progress, names, files.
+
+Kept apart from the backends so each of them reads as its own procedure (dump, verify, restore aside,
+swap) rather than as subprocess and file handling.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
+
+from bot.backends.base import Progress
+from bot.errors import ToolMissing
+from bot.redact import redact
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TOOL_TIMEOUT_S = 6 * 3600.0  # a multi-hundred-GB dump or restore takes hours, not minutes
+_ERROR_WORDS = ("error", "fatal", "failed", "denied", "could not", "unknown", "invalid")
+
+
+@dataclass(frozen=True)
+class ToolRun:
+    """How a client tool ended: its exit code, what it printed, and whether we had to kill it."""
+
+    returncode: int
+    stdout: str
+    stderr_tail: list[str]  # already redacted
+    timed_out: bool
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.timed_out
+
+    def why(self, *, limit: int = 3) -> str:
+        """The tool's own words for what went wrong: error lines first, else its last lines."""
+        errors = [line for line in self.stderr_tail if any(w in line.lower() for w in _ERROR_WORDS)]
+        chosen = (errors or self.stderr_tail)[-limit:]
+        text = " / ".join(line.strip() for line in chosen if line.strip())
+        if self.timed_out:
+            return f"timed out and was stopped{': ' + text if text else ''}"
+        return text or f"exit code {self.returncode}"
+
+
+def tool_env(extra: Mapping[str, str]) -> dict[str, str]:
+    """The environment for a client tool: ours, plus credentials and settings, in English.
+
+    Messages are forced to the C locale because progress is read from the tools' own words.
+    """
+    env = dict(os.environ)
+    env.update(extra)
+    env["LC_ALL"] = "C"
+    env.pop("LANGUAGE", None)
+    return env
+
+
+def run_tool(
+    args: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    timeout_s: float,
+    stdin: IO[bytes] | None = None,
+    capture_stdout: bool = False,
+    on_line: Callable[[str], None] | None = None,
+    on_tick: Callable[[], None] | None = None,
+    tick_s: float = 2.0,
+    keep_lines: int = 60,
+) -> ToolRun:
+    """Run a tool without a shell or a terminal, streaming its stderr to `on_line`.
+
+    Callbacks run on the calling thread (never concurrently with each other), so a progress
+    callback does not have to be thread-safe. The tool is killed, with any children, at `timeout_s`.
+    """
+    name = Path(args[0]).name
+    try:
+        proc = subprocess.Popen(
+            list(args),
+            stdin=stdin if stdin is not None else subprocess.DEVNULL,  # never wait on a prompt
+            stdout=subprocess.PIPE if capture_stdout else subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=dict(env),
+            start_new_session=True,  # its own process group, so a timeout kills everything it started
+        )
+    except FileNotFoundError:
+        raise ToolMissing(
+            f"{name} is not installed or not on the bot's PATH; nothing was changed",
+            hint=f"install the {name} client tool (same major version as the server or newer) and retry",
+        ) from None
+    assert proc.stderr is not None
+    lines: queue.Queue[str | None] = queue.Queue()
+    stdout_parts: list[bytes] = []
+
+    def pump_stderr(stream: IO[bytes]) -> None:
+        for raw in stream:
+            lines.put(raw.decode("utf-8", "replace").rstrip("\r\n"))
+        lines.put(None)
+
+    def pump_stdout(stream: IO[bytes]) -> None:
+        stdout_parts.append(stream.read())
+
+    threads = [threading.Thread(target=pump_stderr, args=(proc.stderr,), daemon=True)]
+    if capture_stdout and proc.stdout is not None:
+        threads.append(threading.Thread(target=pump_stdout, args=(proc.stdout,), daemon=True))
+    for thread in threads:
+        thread.start()
+
+    deadline = time.monotonic() + timeout_s
+    tail: deque[str] = deque(maxlen=keep_lines)
+    errors: deque[str] = deque(maxlen=10)  # so verbose chatter cannot push the real error out of view
+    timed_out = False
+    try:
+        while True:
+            if time.monotonic() >= deadline:
+                timed_out = True
+                _kill(proc)
+                break
+            try:
+                line = lines.get(timeout=min(tick_s, max(0.05, deadline - time.monotonic())))
+            except queue.Empty:
+                if on_tick is not None:
+                    on_tick()
+                continue
+            if line is None:
+                break
+            clean = redact(line)
+            tail.append(clean)
+            if any(w in clean.lower() for w in _ERROR_WORDS):
+                errors.append(clean)
+            if on_line is not None:
+                on_line(clean)
+        try:
+            proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _kill(proc)
+            proc.wait()
+    finally:
+        if proc.poll() is None:  # a callback raised: never leave a tool running behind us
+            _kill(proc)
+            proc.wait()
+        for thread in threads:
+            thread.join(timeout=5)
+    merged = [line for line in errors if line not in tail] + list(tail)
+    out = b"".join(stdout_parts).decode("utf-8", "replace")
+    return ToolRun(returncode=proc.returncode, stdout=out, stderr_tail=merged, timed_out=timed_out)
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    with suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+class Reporter:
+    """Wraps a caller's progress callback: redacts, throttles chatter, and never lets it break us.
+
+    A flaky Slack API must not abort a three-hour restore, so callback errors are logged and dropped.
+    """
+
+    def __init__(self, progress: Progress, *, every_s: float = 2.0) -> None:
+        self._progress = progress
+        self._every_s = every_s
+        self._last = 0.0
+
+    def say(self, text: str) -> None:
+        self._last = time.monotonic()
+        try:
+            self._progress(redact(text))
+        except Exception:  # the callback is someone else's code: report, don't propagate
+            log.warning("progress callback failed", exc_info=True)
+
+    def maybe(self, text: str) -> None:
+        if time.monotonic() - self._last >= self._every_s:
+            self.say(text)
+
+
+def stamp(*, seconds: bool = False) -> str:
+    """UTC time for names (UTC so that several servers and the bot agree on what a name means)."""
+    return datetime.now(UTC).strftime("%Y%m%d%H%M%S" if seconds else "%Y%m%d%H%M")
+
+
+def fit_name(base: str, suffix: str, *, max_bytes: int) -> str:
+    """`base + suffix`, cutting `base` (never the suffix) so the result fits in `max_bytes` bytes."""
+    room = max_bytes - len(suffix.encode())
+    cut = base.encode()[: max(room, 0)].decode("utf-8", "ignore")  # never split a character
+    return cut + suffix
+
+
+def partial_path(dest: Path) -> Path:
+    """Where a dump is written until verified: a half-written dump never carries the final name."""
+    return dest.with_name(dest.name + ".partial")
+
+
+def fsync_path(path: Path) -> None:
+    """Flush a file (or a directory entry) to disk: a dump we call kept must survive a power cut."""
+    flags = os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0)
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems refuse fsync on directories; the file itself was synced
+        pass
+    finally:
+        os.close(fd)
+
+
+def publish(partial: Path, dest: Path) -> None:
+    """Give a verified dump its final name, durably."""
+    fsync_path(partial)
+    os.replace(partial, dest)
+    fsync_path(dest.parent)
+
+
+def human_size(size: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TB"  # pragma: no cover - the loop always returns
+
+
+def file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def human_duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"

@@ -1,0 +1,247 @@
+"""The SQL half of the MySQL/MariaDB backend: schema objects and the atomic table swap.
+
+MySQL has no "rename database", so the swap moves tables: one `RENAME TABLE live.t TO kept.t, …,
+shadow.t TO live.t, …` statement, which the server applies atomically (all or nothing). Two kinds of
+object cannot ride along and are recreated from their own SHOW CREATE text instead:
+
+- views and triggers: the server refuses to move a view to another database, or a table that has
+  triggers ("Trigger in wrong schema"). They are dropped just before the rename and recreated just
+  after it. Limit: a write landing in that sub-second window does not fire the (missing) triggers.
+- routines and events belong to the database, not to a table: the live ones are replaced by the
+  dump's. The kept copy gets the old routines, views and triggers back, and the old events disabled
+  so that they do not run against the kept copy.
+Routine-level GRANTs (GRANT EXECUTE ON PROCEDURE …) are not recreated; database- and table-level
+grants are by name and so keep applying to the live database.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from contextlib import suppress
+from dataclasses import dataclass
+from typing import Any
+
+import pymysql
+import pymysql.charset
+
+TABLE_TYPES = ("BASE TABLE", "SEQUENCE", "SYSTEM VERSIONED")  # what RENAME TABLE can move between databases
+_WORD = re.compile(r"^\w+$")
+_ALREADY_EXISTS = {1050, 1304, 1359, 1537}  # table/view, routine, trigger, event
+_EVENT_STATE = re.compile(r" ON COMPLETION (NOT )?PRESERVE (ENABLE|DISABLE ON SLAVE|DISABLE)\b")
+
+
+@dataclass(frozen=True)
+class SchemaObject:
+    """One view, trigger, routine or event, as SHOW CREATE tells it, with the session it needs."""
+
+    kind: str  # "VIEW" | "TRIGGER" | "PROCEDURE" | "FUNCTION" | "EVENT"
+    name: str
+    create: str
+    sql_mode: str | None
+    charset_client: str
+    collation_connection: str
+    time_zone: str | None = None
+
+
+@dataclass(frozen=True)
+class Objects:
+    views: list[SchemaObject]
+    triggers: list[SchemaObject]
+    routines: list[SchemaObject]
+    events: list[SchemaObject]
+
+    def count(self) -> int:
+        return len(self.views) + len(self.triggers) + len(self.routines) + len(self.events)
+
+
+def q(name: str) -> str:
+    """A backtick-quoted identifier."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+def create_database(name: str, charset: str, collation: str) -> str:
+    """CREATE DATABASE like the live one.
+
+    Built as text, without parameters: pymysql would take a '%' in a name for a placeholder.
+    Character set names are plain words; anything else is left to the server's default.
+    """
+    if not (_WORD.match(charset) and _WORD.match(collation)):
+        return f"CREATE DATABASE {q(name)}"
+    return f"CREATE DATABASE {q(name)} CHARACTER SET {charset} COLLATE {collation}"
+
+
+def rows(conn: Any, query: str, args: tuple[Any, ...] | None = None) -> list[tuple[Any, ...]]:
+    with conn.cursor() as cur:
+        cur.execute(query, args)
+        return list(cur.fetchall())
+
+
+def run(conn: Any, statement: str | bytes, args: tuple[Any, ...] | None = None) -> None:
+    with conn.cursor() as cur:
+        if isinstance(statement, bytes):
+            conn.query(statement)  # already encoded in the object's own client character set
+        else:
+            cur.execute(statement, args)
+
+
+def schema_exists(conn: Any, name: str) -> bool:
+    return bool(rows(conn, "SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (name,)))
+
+
+def tables(conn: Any, db: str) -> list[str]:
+    placeholders = ", ".join(["%s"] * len(TABLE_TYPES))
+    return [
+        str(r[0])
+        for r in rows(
+            conn,
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s"
+            f" AND TABLE_TYPE IN ({placeholders}) ORDER BY TABLE_NAME",
+            (db, *TABLE_TYPES),
+        )
+    ]
+
+
+def capture(conn: Any, db: str) -> Objects:
+    """Every view, trigger, routine and event of `db`, with names unqualified relative to `db`.
+
+    SHOW CREATE omits the database name of objects in the current database, which is what lets the
+    same text be replayed in another database; hence the USE.
+    """
+    run(conn, f"USE {q(db)}")
+    views = [
+        SchemaObject("VIEW", str(name), str(r[1]), None, str(r[2]), str(r[3]))
+        for (name,) in rows(
+            conn,
+            "SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = %s ORDER BY TABLE_NAME",
+            (db,),
+        )
+        for r in rows(conn, f"SHOW CREATE VIEW {q(str(name))}")
+    ]
+    triggers = [
+        SchemaObject("TRIGGER", str(name), str(r[2]), str(r[1]), str(r[3]), str(r[4]))
+        for (name,) in rows(
+            conn,
+            "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = %s"
+            " ORDER BY EVENT_OBJECT_TABLE, ACTION_TIMING, EVENT_MANIPULATION, ACTION_ORDER",
+            (db,),
+        )
+        for r in rows(conn, f"SHOW CREATE TRIGGER {q(str(name))}")
+    ]
+    routines = [
+        SchemaObject(str(kind), str(name), str(r[2]), str(r[1]), str(r[3]), str(r[4]))
+        for name, kind in rows(
+            conn,
+            "SELECT ROUTINE_NAME, ROUTINE_TYPE FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = %s"
+            " AND ROUTINE_TYPE IN ('PROCEDURE', 'FUNCTION') ORDER BY ROUTINE_TYPE, ROUTINE_NAME",
+            (db,),
+        )
+        for r in rows(conn, f"SHOW CREATE {kind} {q(str(name))}")
+    ]
+    events = [
+        SchemaObject("EVENT", str(name), str(r[3]), str(r[1]), str(r[4]), str(r[5]), time_zone=str(r[2]))
+        for (name,) in rows(
+            conn,
+            "SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = %s ORDER BY EVENT_NAME",
+            (db,),
+        )
+        for r in rows(conn, f"SHOW CREATE EVENT {q(str(name))}")
+    ]
+    return Objects(views=views, triggers=triggers, routines=routines, events=events)
+
+
+def drop(conn: Any, db: str, objects: list[SchemaObject]) -> None:
+    for obj in objects:
+        run(conn, f"DROP {obj.kind} IF EXISTS {q(db)}.{q(obj.name)}")
+
+
+def create(
+    conn: Any,
+    db: str,
+    objects: list[SchemaObject],
+    *,
+    disable_events: bool = False,
+    skip_existing: bool = False,
+) -> list[str]:
+    """Recreate `objects` in `db`, each in the session it was created in; return what failed.
+
+    Views may depend on views: those that fail are retried while any progress is made.
+    `skip_existing` counts "already exists" as success (for undoing a partly done drop).
+    """
+    run(conn, f"USE {q(db)}")
+    original_mode = str(rows(conn, "SELECT @@SESSION.sql_mode")[0][0])
+    original_tz = str(rows(conn, "SELECT @@SESSION.time_zone")[0][0])
+    pending = list(objects)
+    failures: dict[str, str] = {}
+    try:
+        while pending:
+            retry: list[SchemaObject] = []
+            for obj in pending:
+                try:
+                    _create_one(conn, obj, disable_events=disable_events)
+                    failures.pop(obj.name, None)
+                except pymysql.MySQLError as exc:
+                    if skip_existing and exc.args and exc.args[0] in _ALREADY_EXISTS:
+                        failures.pop(obj.name, None)
+                        continue
+                    failures[obj.name] = f"{obj.kind.lower()} {obj.name}: {exc.args[-1] if exc.args else exc}"
+                    retry.append(obj)
+            if len(retry) == len(pending):
+                break
+            pending = retry
+    finally:
+        run(conn, "SET NAMES utf8mb4")
+        run(conn, "SET SESSION sql_mode = %s, time_zone = %s", (original_mode, original_tz))
+    return list(failures.values())
+
+
+def _create_one(conn: Any, obj: SchemaObject, *, disable_events: bool) -> None:
+    settings = ["character_set_client = %s", "collation_connection = %s"]
+    args: list[str] = [obj.charset_client, obj.collation_connection]
+    if obj.sql_mode is not None:
+        settings.append("sql_mode = %s")
+        args.append(obj.sql_mode)
+    if obj.time_zone is not None:
+        settings.append("time_zone = %s")
+        args.append(obj.time_zone)
+    text = obj.create
+    if obj.kind == "EVENT" and disable_events:
+        text = _EVENT_STATE.sub(lambda m: f" ON COMPLETION {m.group(1) or ''}PRESERVE DISABLE", text, count=1)
+    run(conn, "SET SESSION " + ", ".join(settings), tuple(args))
+    try:
+        encoding = pymysql.charset.charset_by_name(obj.charset_client).encoding
+    except (KeyError, AttributeError):
+        encoding = "utf8"
+    run(conn, text.encode(encoding, "surrogateescape"))
+
+
+def kill_sessions(conn: Any, dbs: list[str], *, timeout_s: float) -> int:
+    """Disconnect every session whose current database is one of `dbs`; return how many we killed.
+
+    Sessions we may not kill are left: their metadata locks make the RENAME wait, up to
+    lock_wait_timeout, and then fail as a whole, which leaves everything as it was.
+    """
+    placeholders = ", ".join(["%s"] * len(dbs))
+    query = (
+        "SELECT ID FROM information_schema.PROCESSLIST"
+        f" WHERE DB IN ({placeholders}) AND ID <> CONNECTION_ID() AND COMMAND <> 'Killed'"
+    )
+    killed: set[int] = set()
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        ids = [int(r[0]) for r in rows(conn, query, tuple(dbs))]
+        fresh = [i for i in ids if i not in killed]
+        if not fresh:
+            break
+        for session in fresh:
+            with suppress(pymysql.MySQLError):  # not ours to kill, or already gone
+                run(conn, f"KILL CONNECTION {session}")
+            killed.add(session)
+        time.sleep(0.1)
+    return len(killed)
+
+
+def rename_statement(*, live: str, kept: str, shadow: str, live_tables: list[str], new_tables: list[str]) -> str:
+    moves = [f"{q(live)}.{q(t)} TO {q(kept)}.{q(t)}" for t in live_tables]
+    moves += [f"{q(shadow)}.{q(t)} TO {q(live)}.{q(t)}" for t in new_tables]
+    return "RENAME TABLE " + ", ".join(moves)

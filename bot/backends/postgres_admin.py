@@ -1,0 +1,295 @@
+"""The SQL half of the PostgreSQL backend: shadow databases, database properties, the rename swap.
+
+Everything here runs on a connection to the maintenance database (never to the live one, which must
+be left without sessions for the rename), in autocommit unless a transaction is opened explicitly.
+Identifiers always go through psycopg.sql.Identifier; values through parameters or sql.Literal.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import TupleRow
+
+from bot.backends.dbtools import fit_name
+
+Conn = psycopg.Connection[TupleRow]
+
+PG_NAME_MAX = 63  # NAMEDATALEN - 1: longer names are silently truncated by the server, so we do it first
+
+# Settings whose value is a list pg_dump quotes element by element (dumputils.c, variable_is_guc_list_quote).
+_LIST_SETTINGS = {
+    "local_preload_libraries",
+    "search_path",
+    "session_preload_libraries",
+    "shared_preload_libraries",
+    "temp_tablespaces",
+    "unix_socket_directories",
+}
+
+
+@dataclass(frozen=True)
+class DbInfo:
+    name: str
+    oid: int
+    owner: str
+    encoding: str
+    collate: str
+    ctype: str
+    locale_provider: str  # "c" (libc) or "i" (ICU); "c" before PostgreSQL 15
+    icu_locale: str | None
+    tablespace: str
+    has_acl: bool
+
+
+class SessionsRemain(Exception):
+    """Sessions on a database would not go away (we may not be allowed to terminate them)."""
+
+    def __init__(self, database: str, sessions: list[str]) -> None:
+        super().__init__(f"{len(sessions)} session(s) still connected to {database}")
+        self.database = database
+        self.sessions = sessions
+
+
+def database_info(conn: Conn, name: str) -> DbInfo | None:
+    version = conn.info.server_version
+    locale = "NULL"
+    if version >= 170000:
+        locale = "d.datlocale"
+    elif version >= 150000:
+        locale = "d.daticulocale"
+    provider = "d.datlocprovider::text" if version >= 150000 else "'c'"
+    row = conn.execute(
+        sql.SQL(
+            "SELECT d.datname, d.oid::int, pg_get_userbyid(d.datdba), pg_encoding_to_char(d.encoding),"
+            " d.datcollate, d.datctype, {provider}, {locale}, t.spcname, d.datacl IS NOT NULL"
+            " FROM pg_database d JOIN pg_tablespace t ON t.oid = d.dattablespace WHERE d.datname = %s"
+        ).format(provider=sql.SQL(provider), locale=sql.SQL(locale)),
+        (name,),
+    ).fetchone()
+    if row is None:
+        return None
+    return DbInfo(
+        name=str(row[0]),
+        oid=int(row[1]),
+        owner=str(row[2]),
+        encoding=str(row[3]),
+        collate=str(row[4]),
+        ctype=str(row[5]),
+        locale_provider=str(row[6]),
+        icu_locale=None if row[7] is None else str(row[7]),
+        tablespace=str(row[8]),
+        has_acl=bool(row[9]),
+    )
+
+
+def exists(conn: Conn, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
+
+
+def free_name(conn: Conn, base: str, suffix: str) -> str:
+    """`base + suffix` cut to 63 bytes, with _2, _3, … appended until no database has that name."""
+    name = fit_name(base, suffix, max_bytes=PG_NAME_MAX)
+    counter = 2
+    while exists(conn, name):
+        name = fit_name(base, f"{suffix}_{counter}", max_bytes=PG_NAME_MAX)
+        counter += 1
+    return name
+
+
+def current_role(conn: Conn) -> tuple[str, bool]:
+    row = conn.execute("SELECT current_user::text, rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+    return (str(row[0]), bool(row[1])) if row else ("", False)
+
+
+def can_assign_owners(conn: Conn, owners: set[str]) -> list[str]:
+    """The owners among `owners` that a restore by the current role could not give objects back to."""
+    _, superuser = current_role(conn)
+    wanted = sorted(owners - {"pg_database_owner"})  # a pseudo-role: whoever owns the database
+    rows = conn.execute(
+        "SELECT rolname, pg_has_role(current_user, oid, 'MEMBER') FROM pg_roles WHERE rolname = ANY(%s)",
+        (wanted,),
+    ).fetchall()
+    usable = {str(name) for name, member in rows if superuser or member}
+    return [owner for owner in wanted if owner not in usable]
+
+
+def create_shadow(conn: Conn, name: str, like: DbInfo) -> list[str]:
+    """Create an empty database with the live one's encoding, locale, tablespace and (if we may) owner.
+
+    template0 because the dump recreates everything a template would bring (extensions, plpgsql, …)
+    and the encoding or locale may differ from template1's. Returns warnings.
+    """
+    options = [
+        sql.SQL("TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}").format(
+            sql.Literal(like.encoding), sql.Literal(like.collate), sql.Literal(like.ctype)
+        )
+    ]
+    if like.locale_provider == "i" and like.icu_locale:
+        options.append(sql.SQL("LOCALE_PROVIDER icu ICU_LOCALE {}").format(sql.Literal(like.icu_locale)))
+    if like.tablespace != "pg_default":
+        options.append(sql.SQL("TABLESPACE {}").format(sql.Identifier(like.tablespace)))
+    me, _ = current_role(conn)
+    create = sql.SQL("CREATE DATABASE {} ").format(sql.Identifier(name)) + sql.SQL(" ").join(options)
+    if like.owner == me:
+        conn.execute(create)
+        return []
+    try:
+        # The app's role must keep owning its database after the swap, or its migrations break.
+        conn.execute(create + sql.SQL(" OWNER {}").format(sql.Identifier(like.owner)))
+        return []
+    except psycopg.errors.InsufficientPrivilege:
+        conn.execute(create)
+        return [f"the restored database is owned by {me}, not {like.owner} (no right to assign it)"]
+
+
+def copy_properties(conn: Conn, source: DbInfo, dest: str) -> list[str]:
+    """Give `dest` the live database's GRANTs and ALTER DATABASE … SET settings.
+
+    A dump made without --create carries neither, so without this a rollback would silently drop,
+    say, a database-wide search_path or a REVOKE CONNECT FROM PUBLIC. Returns warnings instead of
+    failing: a missing setting should be reported, not block an emergency rollback.
+    """
+    warnings: list[str] = []
+    target = sql.Identifier(dest)
+    if source.has_acl:
+        grants = conn.execute(
+            "SELECT a.privilege_type, a.grantee = 0, CASE WHEN a.grantee = 0 THEN '' ELSE"
+            " pg_get_userbyid(a.grantee) END, a.is_grantable"
+            " FROM pg_database d, aclexplode(d.datacl) a WHERE d.oid = %s",
+            (source.oid,),
+        ).fetchall()
+        statements = []
+        for privilege, public, grantee, grantable in grants:
+            who = sql.SQL("PUBLIC") if public else sql.Identifier(str(grantee))
+            statements.append(
+                sql.SQL("GRANT {} ON DATABASE {} TO {}{}").format(
+                    sql.SQL(str(privilege)), target, who, sql.SQL(" WITH GRANT OPTION" if grantable else "")
+                )
+            )
+        if not any(public for _, public, _, _ in grants):
+            statements.append(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(target))
+        for statement in statements:
+            try:
+                conn.execute(statement)
+            except psycopg.Error as exc:
+                warnings.append(f"could not copy a database privilege: {_first_line(exc)}")
+    settings = conn.execute(
+        "SELECT r.rolname, unnest(s.setconfig) FROM pg_db_role_setting s"
+        " LEFT JOIN pg_roles r ON r.oid = s.setrole WHERE s.setdatabase = %s",
+        (source.oid,),
+    ).fetchall()
+    for role, setting in settings:
+        name, _, value = str(setting).partition("=")
+        values: sql.Composable
+        if name.lower() in _LIST_SETTINGS:
+            values = sql.SQL(", ").join(sql.Literal(v) for v in split_setting_list(value))
+        else:
+            values = sql.Literal(value)
+        scope = sql.SQL("ROLE {} IN ").format(sql.Identifier(str(role))) if role else sql.SQL("")
+        statement = sql.SQL("ALTER {}DATABASE {} SET {} TO {}").format(scope, target, sql.Identifier(name), values)
+        try:
+            conn.execute(statement)
+        except psycopg.Error as exc:
+            warnings.append(f"could not copy setting {name}: {_first_line(exc)}")
+    return warnings
+
+
+def split_setting_list(value: str) -> list[str]:
+    """Split a stored list setting (`"$user", public`) into its elements, as the server's SplitGUCList."""
+    items: list[str] = []
+    i, n = 0, len(value)
+    while i < n:
+        while i < n and value[i].isspace():
+            i += 1
+        if i < n and value[i] == '"':
+            i += 1
+            item = []
+            while i < n:
+                if value[i] == '"':
+                    if i + 1 < n and value[i + 1] == '"':  # doubled quote inside a quoted name
+                        item.append('"')
+                        i += 2
+                        continue
+                    i += 1
+                    break
+                item.append(value[i])
+                i += 1
+            items.append("".join(item))
+            while i < n and value[i] != ",":
+                i += 1
+        else:
+            end = value.find(",", i)
+            end = n if end < 0 else end
+            token = value[i:end].strip()
+            if token:
+                items.append(token)
+            i = end
+        i += 1  # skip the comma
+    return items
+
+
+def set_allow_connections(conn: Conn, name: str, allow: bool) -> None:
+    conn.execute(
+        sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS {}").format(
+            sql.Identifier(name), sql.SQL("true" if allow else "false")
+        )
+    )
+
+
+def disconnect_others(conn: Conn, name: str, *, timeout_s: float) -> int:
+    """Terminate every session on `name` but ours; return how many were terminated.
+
+    Autovacuum workers are left to the server (RENAME/DROP stop them itself, and only a superuser may
+    signal them). Raises SessionsRemain naming who is left if they outlive `timeout_s`.
+    """
+    query = (
+        "SELECT pid, coalesce(usename, ''), coalesce(application_name, ''),"
+        " coalesce(client_addr::text, 'local')"
+        " FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
+        " AND coalesce(backend_type, 'client backend') <> 'autovacuum worker'"
+    )
+    terminated: set[int] = set()
+    refused: dict[int, str] = {}
+    deadline = time.monotonic() + timeout_s
+    while True:
+        rows = conn.execute(query, (name,)).fetchall()
+        if not rows:
+            return len(terminated)
+        if time.monotonic() >= deadline:
+            sessions = [
+                f"pid {pid} ({user or '?'}, {app or 'no application_name'}, from {addr})"
+                + (f": {refused[int(pid)]}" if int(pid) in refused else "")
+                for pid, user, app, addr in rows
+            ]
+            raise SessionsRemain(name, sessions)
+        for row in rows:
+            pid = int(row[0])
+            try:
+                conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                terminated.add(pid)
+            except psycopg.Error as exc:
+                refused[pid] = _first_line(exc)
+        time.sleep(0.1)
+
+
+def swap(conn: Conn, *, live: str, shadow: str, kept: str) -> None:
+    """live → kept and shadow → live in ONE transaction: either both renames happen or neither does."""
+    with conn.transaction():
+        conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(live), sql.Identifier(kept)))
+        conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(shadow), sql.Identifier(live)))
+        set_allow_connections(conn, kept, True)  # the kept copy stays inspectable
+        set_allow_connections(conn, live, True)
+
+
+def drop_database(conn: Conn, name: str) -> None:
+    force = sql.SQL(" WITH (FORCE)") if conn.info.server_version >= 130000 else sql.SQL("")
+    conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}{}").format(sql.Identifier(name), force))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,271 @@
+"""SQLite: dumps and restores with SQLite's own online backup API, safe while the app keeps running.
+
+Why not copy the file and os.replace() it over the live one: an application's open connections keep
+the old inode (they would go on reading and writing the kept copy, unseen), and a leftover -wal or
+-journal file of the old database would be replayed into the new one and corrupt it. The backup API
+writes the restored pages into the live database inside one SQLite write transaction instead: atomic,
+visible to every open connection at commit, and rolled back by SQLite itself if anything fails.
+
+The previous data is saved as `<file>.before_rollback_<UTC stamp>` from inside that same transaction
+(right after it has taken the write lock, before anything is committed), so no write can fall
+between the saved copy and the restore.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import time
+from contextlib import closing
+from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit
+
+from bot.backends.base import DumpInfo, Progress, RestoreResult, no_progress
+from bot.backends.dbtools import Reporter, human_duration, human_size, partial_path, publish, stamp
+from bot.errors import DatabaseError, DumpFailed, RestoreFailed
+from bot.redact import redact
+
+_HEADER = b"SQLite format 3\x00"
+_OK, _BUSY, _LOCKED, _DONE = 0, 5, 6, 101  # sqlite3_backup_step() result codes
+
+
+class SQLiteDatabase:
+    """A live SQLite database file."""
+
+    engine = "sqlite"
+
+    def __init__(self, url: str, *, busy_timeout_s: float = 60.0) -> None:
+        """`busy_timeout_s`: how long a restore waits for the app's locks before giving up untouched."""
+        parts = urlsplit(url)
+        if parts.scheme.split("+")[0] != "sqlite" or parts.netloc or parts.query:
+            raise DatabaseError(
+                "the database URL is not a sqlite:/// URL",
+                hint="use sqlite:///relative/path.db or sqlite:////absolute/path.db",
+            )
+        raw = unquote(parts.path)[1:]  # sqlite:///x.db → "x.db"; sqlite:////srv/x.db → "/srv/x.db"
+        if not raw or raw == ":memory:":
+            raise DatabaseError("the database URL names no database file", hint="use sqlite:///path/to/app.db")
+        self.path = Path(raw).absolute()
+        self.name = self.path.name
+        self.busy_timeout_s = busy_timeout_s
+
+    # --- Database protocol ----------------------------------------------------------------------
+
+    def required_tools(self) -> list[str]:
+        return []
+
+    def describe(self) -> str:
+        return f"sqlite:///{self.path}"
+
+    def check(self) -> None:
+        if not self.path.is_file():
+            raise DatabaseError(f"the database file {self.path} does not exist", hint="check the URL's path")
+        try:
+            with closing(_open_ro(self.path)) as conn:
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.Error as exc:
+            raise DatabaseError(f"cannot read {self.path}: {_why(exc)}") from None
+
+    def dump(self, dest: Path, *, progress: Progress = no_progress) -> DumpInfo:
+        say = Reporter(progress)
+        dest = Path(dest).absolute()
+        partial = partial_path(dest)
+        if not self.path.is_file():
+            raise DumpFailed(
+                f"the database file {self.path} does not exist; no dump was taken", hint="check the URL's path"
+            )
+        say.say(f"dumping {self.path} to {dest.name}")
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            partial.unlink(missing_ok=True)
+            with closing(_open_ro(self.path)) as src, closing(sqlite3.connect(partial)) as dst:
+
+                def step(_status: int, remaining: int, total: int) -> None:
+                    say.maybe(f"dumping {self.name}: {total - remaining} of {total} pages")
+
+                src.backup(dst, pages=1024, progress=step)  # a consistent snapshot, WAL content included
+                dst.execute("PRAGMA journal_mode=DELETE")  # a dump is one self-contained file
+            checked = self._verify(partial, shown_as=dest.name)
+            publish(partial, dest)
+        except (sqlite3.Error, OSError) as exc:
+            partial.unlink(missing_ok=True)
+            raise DumpFailed(
+                f"dump of {self.path} failed: {_why(exc)}; no dump was kept and the database was not changed",
+                hint="check disk space and permissions in the backup directory, then retry",
+            ) from None
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        say.say(f"dump {dest.name} verified: {checked.entries} objects, {human_size(checked.size_bytes)}")
+        return DumpInfo(path=dest, size_bytes=checked.size_bytes, entries=checked.entries, verified=True)
+
+    def verify(self, path: Path) -> DumpInfo:
+        return self._verify(Path(path).absolute())
+
+    def restore(self, source: Path, *, progress: Progress = no_progress) -> RestoreResult:
+        say = Reporter(progress)
+        started = time.monotonic()
+        source = Path(source).absolute()
+        untouched = f"the live database {self.path} was not touched"
+        if not self.path.is_file():
+            raise RestoreFailed(
+                f"the live database file {self.path} does not exist; nothing was restored",
+                hint="check the environment's database URL",
+            )
+        say.say(f"checking {source.name}")
+        # The copy beside the live file is what gets restored, so the source may change or vanish meanwhile.
+        staged = self.path.with_name(f".{self.name}.rb_restore_{stamp(seconds=True)}")
+        kept = self._free_kept_name()
+        kept_partial = partial_path(kept)
+        try:
+            try:
+                shutil.copyfile(source, staged)
+                checked = self._verify(staged, shown_as=source.name)
+            except OSError as exc:
+                raise RestoreFailed(f"cannot stage {source}: {exc.strerror}; {untouched}") from None
+            except DumpFailed as exc:
+                raise RestoreFailed(f"cannot restore from {exc.message}; {untouched}", hint=exc.hint) from None
+            say.say(f"restoring {source.name} into {self.path} ({human_size(checked.size_bytes)})")
+            try:
+                problems = self._backup_into_live(staged, kept_partial, say=say, untouched=untouched)
+            except BaseException:
+                kept_partial.unlink(missing_ok=True)  # not committed: the live file still has this data
+                raise
+        finally:
+            staged.unlink(missing_ok=True)
+        publish(kept_partial, kept)  # committed: from here on the saved copy is the only previous data
+        if problems:
+            raise RestoreFailed(
+                f"{self.path} was restored but SQLite's check reports: {'; '.join(problems)}; the previous"
+                f" data is kept as {kept}",
+                hint="inspect the database before letting the application use it",
+            )
+        summary = f"restored {checked.entries} objects from {source.name} into {self.path};"
+        summary += f" previous data kept as {kept}"
+        say.say(summary)
+        details = {
+            "source": str(source),
+            "objects": str(checked.entries),
+            "kept": str(kept),
+            "duration": human_duration(time.monotonic() - started),
+        }
+        return RestoreResult(database=str(self.path), previous=str(kept), summary=summary, details=details)
+
+    # --- helpers for tests, the demo and the engine ---------------------------------------------
+
+    def table_counts(self) -> dict[str, int]:
+        try:
+            with closing(_open_ro(self.path)) as conn:
+                names = [
+                    str(r[0])
+                    for r in conn.execute(
+                        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
+                    )
+                ]
+                return {n: int(conn.execute(f'SELECT count(*) FROM "{_ident(n)}"').fetchone()[0]) for n in names}
+        except sqlite3.Error as exc:
+            raise DatabaseError(f"cannot read {self.path}: {_why(exc)}") from None
+
+    # --- internals ------------------------------------------------------------------------------
+
+    def _verify(self, path: Path, *, shown_as: str = "") -> DumpInfo:
+        shown = shown_as or path.name
+        hint = "use another restore point, or take a new dump"
+        if not path.is_file():
+            raise DumpFailed(f"{path}: no such dump file", hint="check the path, or take a new dump")
+        size = path.stat().st_size
+        if size == 0:
+            raise DumpFailed(f"{shown} is empty (0 bytes): it was never written completely", hint=hint)
+        with path.open("rb") as handle:
+            if handle.read(len(_HEADER)) != _HEADER:
+                raise DumpFailed(f"{shown} is not an SQLite database file", hint=hint)
+        try:
+            with closing(_open_ro(path, immutable=True)) as conn:
+                problems = [str(r[0]) for r in conn.execute("PRAGMA integrity_check(5)")]
+                if problems != ["ok"]:
+                    raise DumpFailed(f"{shown} is damaged: {'; '.join(problems)[:300]}", hint=hint)
+                entries = int(
+                    conn.execute("SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'").fetchone()[0]
+                )
+        except sqlite3.Error as exc:
+            raise DumpFailed(f"{shown} is damaged: {_why(exc)}", hint=hint) from None
+        if entries == 0:
+            raise DumpFailed(
+                f"{shown} is a valid database but holds no tables (was it empty?)",
+                hint="restoring it would leave an empty database; " + hint,
+            )
+        return DumpInfo(path=path, size_bytes=size, entries=entries, verified=True)
+
+    def _free_kept_name(self) -> Path:
+        base = f"{self.name}.before_rollback_{stamp()}"
+        kept, counter = self.path.with_name(base), 2
+        while kept.exists() or partial_path(kept).exists():
+            kept, counter = self.path.with_name(f"{base}_{counter}"), counter + 1
+        return kept
+
+    def _backup_into_live(self, staged: Path, kept_partial: Path, *, say: Reporter, untouched: str) -> list[str]:
+        """Copy `staged` over the live database in one write transaction, saving the old data first.
+
+        Returns what SQLite's quick check of the result reports (nothing when all is well).
+
+        One page per step, so that the first step only takes the write lock: the callback after it
+        saves the still-committed old data (readers may read while we hold the write lock, writers
+        may not write), and only then are the live pages replaced.
+        """
+        saved = False
+        busy_since: float | None = None
+
+        def step(status: int, remaining: int, total: int) -> None:
+            nonlocal saved, busy_since
+            if status in (_BUSY, _LOCKED):
+                busy_since = busy_since or time.monotonic()
+                if time.monotonic() - busy_since > self.busy_timeout_s:
+                    raise _LiveBusy()  # raising here makes SQLite abandon the backup, changing nothing
+                return
+            busy_since = None
+            if not saved:
+                if status == _DONE:  # cannot happen with ≥2 pages, which _verify guarantees
+                    raise RuntimeError("restore finished before the previous data was saved")
+                say.say(f"saving the current data as {kept_partial.name.removesuffix('.partial')}")
+                with closing(_open_ro(self.path)) as old, closing(sqlite3.connect(kept_partial)) as copy:
+                    old.backup(copy)
+                    copy.execute("PRAGMA journal_mode=DELETE")
+                saved = True
+            say.maybe(f"restoring {self.name}: {total - remaining} of {total} pages")
+
+        try:
+            with (
+                closing(_open_ro(staged, immutable=True)) as src,
+                closing(sqlite3.connect(self.path, timeout=1.0, isolation_level=None)) as live,
+            ):
+                src.backup(live, pages=1, progress=step, sleep=0.05)
+                problems = [str(r[0]) for r in live.execute("PRAGMA quick_check(3)")]
+        except _LiveBusy:
+            raise RestoreFailed(
+                f"the live database stayed locked by another connection for {self.busy_timeout_s:.0f}s; {untouched}",
+                hint="retry when the application is idle (or stop it first)",
+            ) from None
+        except (sqlite3.Error, OSError) as exc:
+            raise RestoreFailed(
+                f"restore into {self.path} failed: {_why(exc)}; SQLite rolled it back, {untouched}",
+                hint="check disk space and permissions beside the database file, then retry",
+            ) from None
+        return [] if problems == ["ok"] else problems
+
+
+class _LiveBusy(Exception):
+    pass
+
+
+def _open_ro(path: Path, *, immutable: bool = False) -> sqlite3.Connection:
+    """Read-only, and never creating a file: a typo in a path must not produce an empty database."""
+    flags = "mode=ro" + ("&immutable=1" if immutable else "")
+    return sqlite3.connect(f"file:{quote(str(path))}?{flags}", uri=True)
+
+
+def _ident(name: str) -> str:
+    return name.replace('"', '""')
+
+
+def _why(exc: BaseException) -> str:
+    return " ".join(redact(str(exc) or type(exc).__name__).split())[:300]

@@ -1,0 +1,261 @@
+"""The rollback-bot command: parses, calls the engine or the app, prints. Nothing else lives here."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bot import __version__
+from bot.config import config_path, environment_problems, load_config
+from bot.engine import flows
+from bot.engine.plan import Plan, RollbackRequest
+from bot.engine.run import view
+from bot.errors import BadRequest, ConfigError, RollbackError
+from bot.redact import install_logging_filter, redact
+from bot.render_text import plan_text, run_line, status_text, timeline_markdown
+from bot.services import Services, build_services
+from bot.terminal import TerminalReporter, error_text
+
+EXIT_ERROR = 2
+EXIT_FAILED = 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rollback-bot", description="Emergency production rollback, from Slack or a terminal."
+    )
+    parser.add_argument("--version", action="version", version=f"rollback-bot {__version__}")
+    parser.add_argument(
+        "--config", help="path to rollback.toml (default: $ROLLBACK_CONFIG or ./rollback.toml)"
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=text, description=text)
+        sub.add_argument("--config", default=argparse.SUPPRESS, help="path to rollback.toml")
+        return sub
+
+    serve = command("serve", "serve the Slack app over HTTP (POST /slack/events, GET /healthz)")
+    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--port", type=int, default=3000)
+    command("socket", "run the Slack app over Socket Mode (needs SLACK_APP_TOKEN)")
+    for name, text in (
+        ("plan", "print the rollback plan; changes nothing"),
+        ("run", "roll ENV back from this terminal"),
+    ):
+        sub = command(name, text)
+        sub.add_argument("env", metavar="ENV")
+        sub.add_argument("--to", metavar="SHA", help="target commit (default: the latest restore point)")
+        sub.add_argument("--code", choices=flows.CODE_CHOICES)
+        sub.add_argument("--db", choices=flows.DB_CHOICES)
+        sub.add_argument("--no-flags", action="store_true", help="leave feature flags as they are")
+        sub.add_argument("--dry-run", action="store_true", help="check and show everything, change nothing")
+        if name == "run":
+            sub.add_argument("--force", action="store_true", help="skip the typed confirmations (dangerous)")
+            sub.add_argument("--as", dest="actor", help="who is running it (default: user@host)")
+    resume = command("resume", "act on a failed or interrupted run")
+    resume.add_argument("run_id", metavar="RUN_ID")
+    decision = resume.add_mutually_exclusive_group(required=True)
+    for choice in ("retry", "skip", "abort"):
+        decision.add_argument(f"--{choice}", dest="decision", action="store_const", const=choice)
+    abort = command("abort", "abort a failed or interrupted run (releases the environment's lock)")
+    abort.add_argument("run_id", metavar="RUN_ID")
+    command("status", "what is running or waiting now")
+    history = command("history", "recent rollbacks")
+    history.add_argument("--env")
+    history.add_argument("--limit", type=int, default=20)
+    timeline = command("timeline", "a run's timeline as Markdown")
+    timeline.add_argument("run_id", metavar="RUN_ID")
+    snapshot = command("snapshot", "record a restore point: the deployed commit and a database dump")
+    snapshot.add_argument("env", metavar="ENV")
+    command("check-config", "validate the configuration and name every problem")
+    demo = command("demo", "the whole flow on a local sandbox with a local stand-in for Slack")
+    demo.add_argument("--dir", default="demo-sandbox", help="where to build the sandbox")
+    demo.add_argument("--terminal", action="store_true", help="drive the terminal flow instead of Slack")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_logging_filter()
+    args = _parser().parse_args(argv)
+    if args.command is None:
+        _parser().print_help()
+        return EXIT_ERROR
+    try:
+        return _dispatch(args)
+    except RollbackError as error:
+        print(error_text(error), file=sys.stderr)
+        return EXIT_ERROR
+    except EOFError:
+        print("error: no answer (the input was closed); nothing was changed", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("\ninterrupted: a running step may be unfinished; see `rollback-bot status`", file=sys.stderr)
+        return 130
+    except Exception as error:  # last resort: a short, redacted line instead of a stack trace
+        logging.getLogger("rollback-bot").debug("unexpected error", exc_info=True)
+        print(redact(f"error: unexpected {type(error).__name__}: {error}"), file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    command = args.command
+    if command == "check-config":
+        return _check_config(args.config)
+    if command == "demo":
+        from bot.sandbox.demo import run_demo
+
+        return run_demo(Path(args.dir), terminal=args.terminal)
+    if command in ("serve", "socket"):
+        from bot.app import serve_http, serve_socket
+
+        services = build_services(args.config)
+        return (
+            serve_http(services, host=args.host, port=args.port)
+            if command == "serve"
+            else serve_socket(services)
+        )
+    services = build_services(args.config)
+    try:
+        return _engine_command(services, args)
+    finally:
+        services.close()
+
+
+def _engine_command(services: Services, args: argparse.Namespace) -> int:
+    command = args.command
+    reporter = TerminalReporter()
+    if command in ("plan", "run"):
+        request = RollbackRequest(
+            env=args.env,
+            requested_by=getattr(args, "actor", None) or flows.terminal_user(),
+            to=args.to,
+            code=args.code,
+            db=args.db,
+            flags=not args.no_flags,
+            dry_run=args.dry_run,
+            source="cli",
+        )
+        if command == "plan":
+            print(plan_text(flows.make_request_plan(services, request)))
+            return 0
+        return _run(services, request, force=args.force, reporter=reporter)
+    if command in ("resume", "abort"):
+        decision = "abort" if command == "abort" else args.decision
+        record = flows.resume(
+            services, args.run_id, decision=decision, actor=flows.terminal_user(), reporters=[reporter]
+        )
+        return 0 if record.status in ("succeeded", "aborted") else EXIT_FAILED
+    if command == "status":
+        store = services.store
+        active = store.list_runs(limit=50, statuses=("running", "failed", "planned"))
+        locks = [lock for env in services.config.settings.environments if (lock := store.lock_for(env))]
+        print(status_text([view(services, r.id) for r in active], locks))
+        return 0
+    if command == "history":
+        runs = services.store.list_runs(limit=args.limit, env=args.env)
+        print("\n".join(run_line(r, view(services, r.id).status) for r in runs) or "No rollbacks yet.")
+        return 0
+    if command == "timeline":
+        record = services.store.get_run(args.run_id)
+        trail = services.store.audit_trail(run_id=record.id)
+        print(
+            timeline_markdown(record, trail, services.store.checklist(record.id), view(services, record.id)),
+            end="",
+        )
+        return 0
+    if command == "snapshot":
+        result = flows.take_snapshot(services, args.env, actor=flows.terminal_user(), progress=reporter.say)
+        print(result.summary)
+        return 0
+    raise BadRequest(f"unknown command {command!r}")
+
+
+def _run(services: Services, request: RollbackRequest, *, force: bool, reporter: TerminalReporter) -> int:
+    record, plan = flows.propose(services, request)
+    print(plan_text(plan))
+    try:
+        confirmed = force or _confirmed(plan)
+    except (RollbackError, EOFError):
+        flows.cancel(services, record.id, actor=request.requested_by)
+        raise
+    if not confirmed:
+        flows.cancel(services, record.id, actor=request.requested_by)
+        print("Cancelled: nothing was changed.")
+        return EXIT_FAILED
+    services.store.update_run(record.id, approved_by=request.requested_by)
+    result = flows.start(services, record.id, actor=request.requested_by, reporters=[reporter])
+    while result.status == "failed" and sys.stdin.isatty() and not force:
+        answer = input(
+            "Retry the failed step, skip it, abort, or leave it for later? [retry/skip/abort/leave] "
+        ).strip()
+        if answer in ("leave", ""):
+            break
+        if answer not in ("retry", "skip", "abort"):
+            continue
+        try:
+            result = flows.resume(
+                services, record.id, decision=answer, actor=request.requested_by, reporters=[reporter]
+            )
+        except RollbackError as error:
+            print(error_text(error), file=sys.stderr)
+    if result.status == "failed":
+        print(
+            f"\nThe run is waiting: rollback-bot resume {record.id} --retry | --skip | --abort",
+            file=sys.stderr,
+        )
+    return 0 if result.status == "succeeded" else EXIT_FAILED
+
+
+def _confirmed(plan: Plan) -> bool:
+    """The seed's confirmations: type the environment's name; risky choices ask once more."""
+    if not sys.stdin.isatty():
+        raise BadRequest(
+            "a rollback needs a typed confirmation and there is no terminal to ask in",
+            hint="run it in a terminal, or pass --force if you are sure",
+        )
+    verb = "check (dry run)" if plan.dry_run else "roll back"
+    if input(f"\nType the environment name ({plan.env}) to {verb} it: ").strip() != plan.env:
+        return False
+    risky = (
+        []
+        if plan.dry_run
+        else [
+            text
+            for applies, text in (
+                (plan.code == "force-push", "rewrite the history of " + f"{plan.remote}/{plan.branch}"),
+                (
+                    plan.database.action != "none",
+                    f"replace the live database ({plan.database.where or plan.env})",
+                ),
+            )
+            if applies
+        ]
+    )
+    if risky:
+        return input(f"This will {' and '.join(risky)}. Type ROLLBACK to go ahead: ").strip() == "ROLLBACK"
+    return True
+
+
+def _check_config(explicit: str | None) -> int:
+    path = config_path(explicit)
+    try:
+        loaded = load_config(path)
+    except ConfigError as error:
+        print(error_text(error), file=sys.stderr)
+        return EXIT_ERROR
+    problems = environment_problems(loaded)
+    if problems:
+        print(error_text(ConfigError(problems)), file=sys.stderr)
+        return EXIT_ERROR
+    envs = ", ".join(sorted(loaded.settings.environments))
+    print(f"{path}: OK ({len(loaded.settings.environments)} environment(s): {envs})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

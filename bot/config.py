@@ -1,0 +1,353 @@
+"""rollback.toml → typed, validated settings.
+
+Every problem is collected (not just the first) and named by file and key, with what would be right,
+so `rollback-bot check-config` can list them all and nothing downstream ever sees a half-valid config.
+Relative paths (store, backup_dir, repo, dump) are resolved against the config file's folder, so the
+bot behaves the same whatever directory it is started from.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from bot.durations import parse_duration
+from bot.errors import ConfigError, ConfigProblem
+
+DEFAULT_CONFIG = "rollback.toml"
+CODE_STRATEGIES = ("revert", "force-push", "none")
+DB_ENGINES = ("postgres", "mysql", "sqlite", "none")
+DB_RESTORES = ("dump", "rds-snapshot", "rds-pitr", "none")
+FLAG_PROVIDERS = ("launchdarkly", "flagsmith", "unleash", "webhook")
+_ENV_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,39}$")
+_ENV_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SLACK_ID = re.compile(r"^[UWSCGD][A-Z0-9]{2,}$")
+
+
+def _duration(value: Any) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    if not isinstance(value, str):
+        raise ValueError('a duration is a string like "90s", "15m" or "2h"')
+    return parse_duration(value)
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _env_var_name(value: str) -> str:
+    if not _ENV_VAR.match(value):
+        raise ValueError("must be the NAME of an environment variable (e.g. DATABASE_URL), never the secret")
+    return value
+
+
+def _slack_ids(values: list[str]) -> list[str]:
+    for value in values:
+        if not _SLACK_ID.match(value):
+            raise ValueError(f"{value!r} is not a Slack user (U…/W…) or user-group (S…) ID")
+    return values
+
+
+class ChecklistSettings(_Strict):
+    short_term_after: Duration = timedelta(minutes=15)
+    medium_term_after: Duration = timedelta(hours=2)
+
+
+class BotSettings(_Strict):
+    store: str = "sqlite:///rollback-bot.db"
+    backup_dir: str = "backups"
+    incident_channels: str | None = None
+    stakeholder_channels: list[str] = Field(default_factory=list)
+    stakeholder_update_every: Duration = timedelta(minutes=10)
+    plan_expires_after: Duration = timedelta(minutes=15)
+    checklist: ChecklistSettings = Field(default_factory=ChecklistSettings)
+
+    @field_validator("store")
+    @classmethod
+    def _store_url(cls, value: str) -> str:
+        if not value.startswith(("sqlite:///", "postgresql://", "postgres://", "postgresql+psycopg://")):
+            raise ValueError('must be "sqlite:///path.db" or "postgresql://…"')
+        return value
+
+    @field_validator("incident_channels")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as error:
+                raise ValueError(f"is not a valid regular expression: {error}") from None
+        return value
+
+
+class DatabaseSettings(_Strict):
+    engine: Literal["postgres", "mysql", "sqlite", "none"] = "none"
+    url_env: str = "DATABASE_URL"
+    restore: Literal["dump", "rds-snapshot", "rds-pitr", "none"] = "none"
+    dump: str | None = None
+    _check_env = field_validator("url_env")(_env_var_name)
+
+
+class RdsSettings(_Strict):
+    region: str | None = None
+    snapshot_id: str | None = None
+    restore_instance_id: str | None = None
+    source_instance_id: str | None = None  # for rds-pitr
+    instance_class: str | None = None
+
+
+class FlagSettings(_Strict):
+    provider: Literal["launchdarkly", "flagsmith", "unleash", "webhook"]
+    keys: list[str] = Field(min_length=1)
+    api_key_env: str | None = None
+    project: str | None = None
+    environment: str | None = None
+    base_url: str | None = None
+    _check_env = field_validator("api_key_env")(lambda v: v if v is None else _env_var_name(v))
+
+
+class HealthSettings(_Strict):
+    url: str
+    expect_status: int = Field(default=200, ge=100, le=599)
+    timeout: Duration = timedelta(seconds=5)
+    attempts: int = Field(default=10, ge=1, le=1000)
+    interval: Duration = timedelta(seconds=3)
+    consecutive: int = Field(default=2, ge=1, le=100)
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _reachable(self) -> HealthSettings:
+        if self.consecutive > self.attempts:
+            raise ValueError(
+                f"consecutive ({self.consecutive}) is more than attempts ({self.attempts}): it could never pass"
+            )
+        return self
+
+
+class EnvironmentSettings(_Strict):
+    repo: str
+    remote: str = "origin"
+    branch: str = "main"
+    code: Literal["revert", "force-push", "none"] = "revert"
+    requesters: list[str] = Field(default_factory=list)
+    approvers: list[str] = Field(default_factory=list)
+    two_person: bool = True
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    rds: RdsSettings | None = None
+    flags: list[FlagSettings] = Field(default_factory=list)
+    health: list[HealthSettings] = Field(default_factory=list)
+
+    _ids = field_validator("requesters", "approvers")(_slack_ids)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EnvironmentSettings:
+        db = self.database
+        if db.restore == "dump" and db.engine == "none":
+            raise ValueError('database.restore = "dump" needs database.engine (postgres, mysql or sqlite)')
+        if db.restore.startswith("rds-") and self.rds is None:
+            raise ValueError(f'database.restore = "{db.restore}" needs an [environments.<name>.rds] table')
+        return self
+
+
+class Settings(_Strict):
+    bot: BotSettings = Field(default_factory=BotSettings)
+    contacts: dict[str, str] = Field(default_factory=dict)
+    environments: dict[str, EnvironmentSettings]
+
+    @field_validator("environments")
+    @classmethod
+    def _names(cls, value: dict[str, EnvironmentSettings]) -> dict[str, EnvironmentSettings]:
+        if not value:
+            raise ValueError("at least one environment is needed, e.g. [environments.prod]")
+        for name in value:
+            if not _ENV_NAME.match(name):
+                raise ValueError(f"environment name {name!r} must be letters, digits, '-' or '_'")
+        return value
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """Settings plus where they came from, with every relative path made absolute."""
+
+    settings: Settings
+    path: Path
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    def resolve_path(self, value: str) -> Path:
+        candidate = Path(value).expanduser()
+        return candidate if candidate.is_absolute() else (self.base_dir / candidate).resolve()
+
+    @property
+    def backup_dir(self) -> Path:
+        return self.resolve_path(self.settings.bot.backup_dir)
+
+    @property
+    def store_url(self) -> str:
+        url = self.settings.bot.store
+        if url.startswith("sqlite:///"):
+            return f"sqlite:///{self.resolve_path(url.removeprefix('sqlite:///'))}"
+        return url
+
+    def environment(self, name: str) -> EnvironmentSettings:
+        from bot.errors import UnknownEnvironment
+
+        try:
+            return self.settings.environments[name]
+        except KeyError:
+            known = ", ".join(sorted(self.settings.environments)) or "none"
+            raise UnknownEnvironment(
+                f"unknown environment {name!r}", hint=f"configured environments: {known}"
+            ) from None
+
+    def repo_location(self, env: EnvironmentSettings) -> str:
+        """A local path (resolved) or a URL to clone, as the config names it."""
+        if "://" in env.repo or env.repo.startswith("git@"):
+            return env.repo
+        return str(self.resolve_path(env.repo))
+
+
+def config_path(explicit: str | None = None) -> Path:
+    return Path(explicit or os.environ.get("ROLLBACK_CONFIG") or DEFAULT_CONFIG).expanduser().resolve()
+
+
+def load_config(path: str | Path | None = None) -> LoadedConfig:
+    """Read and validate the config; raise ConfigError listing every problem."""
+    resolved = config_path(str(path) if path is not None else None)
+    file = str(resolved)
+    try:
+        raw = resolved.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    file, "", "file not found", "a rollback.toml, given with --config or ROLLBACK_CONFIG"
+                )
+            ]
+        ) from None
+    except OSError as error:
+        raise ConfigError([ConfigProblem(file, "", f"cannot be read: {error.strerror}")]) from None
+    try:
+        data = tomllib.loads(raw)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError([ConfigProblem(file, "", f"is not valid TOML: {error}")]) from None
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_problems(file, error)) from None
+    return LoadedConfig(settings=settings, path=resolved)
+
+
+def environment_problems(config: LoadedConfig) -> list[ConfigProblem]:
+    """What is missing from the process environment for this config to run (check-config reports it)."""
+    problems: list[ConfigProblem] = []
+    file = str(config.path)
+    for name, env in config.settings.environments.items():
+        if env.database.engine != "none" and not os.environ.get(env.database.url_env):
+            problems.append(
+                ConfigProblem(
+                    file,
+                    f"environments.{name}.database.url_env",
+                    f"the variable {env.database.url_env} is not set in this environment",
+                    f"export {env.database.url_env}=<database URL> before running",
+                )
+            )
+        for index, flag in enumerate(env.flags):
+            if flag.api_key_env and not os.environ.get(flag.api_key_env):
+                problems.append(
+                    ConfigProblem(
+                        file,
+                        f"environments.{name}.flags[{index}].api_key_env",
+                        f"the variable {flag.api_key_env} is not set in this environment",
+                        f"export {flag.api_key_env}=<API key>",
+                    )
+                )
+    return problems
+
+
+# --- turning pydantic's errors into ConfigProblems ----------------------------------------------------
+
+_KNOWN_KEYS: dict[str, type[BaseModel]] = {
+    "bot": BotSettings,
+    "checklist": ChecklistSettings,
+    "database": DatabaseSettings,
+    "rds": RdsSettings,
+    "flags": FlagSettings,
+    "health": HealthSettings,
+}
+
+
+def _key(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for part in loc:
+        if isinstance(part, int):
+            parts[-1:] = [f"{parts[-1]}[{part}]"] if parts else [f"[{part}]"]
+        else:
+            parts.append(str(part))
+    return ".".join(parts)
+
+
+def _model_for(loc: tuple[int | str, ...]) -> type[BaseModel]:
+    names = [part for part in loc if isinstance(part, str)]
+    if len(names) >= 2 and names[0] == "environments":
+        # environments.<name>.<table>…: the model is picked by the table name after the env name
+        tables = names[2:]
+        for table in reversed(tables):
+            if table in _KNOWN_KEYS:
+                return _KNOWN_KEYS[table]
+        return EnvironmentSettings
+    for name in reversed(names):
+        if name in _KNOWN_KEYS:
+            return _KNOWN_KEYS[name]
+    return Settings
+
+
+def _problems(file: str, error: ValidationError) -> list[ConfigProblem]:
+    problems: list[ConfigProblem] = []
+    for item in error.errors(include_url=False):
+        loc = tuple(item["loc"])
+        key = _key(loc)
+        kind = item["type"]
+        given = item.get("input")
+        if kind == "extra_forbidden":
+            model = _model_for(loc[:-1])
+            known = ", ".join(sorted(model.model_fields))
+            problems.append(ConfigProblem(file, key, "is not a known key", f"one of: {known}"))
+        elif kind == "missing":
+            problems.append(ConfigProblem(file, key, "is required but missing"))
+        elif kind == "literal_error":
+            expected = item.get("ctx", {}).get("expected", "")
+            problems.append(ConfigProblem(file, key, f"is {given!r}", f"one of {expected}"))
+        elif kind in ("value_error", "assertion_error"):
+            message = str(item.get("ctx", {}).get("error", item["msg"]))
+            problems.append(ConfigProblem(file, key or "(top level)", message))
+        else:
+            problems.append(ConfigProblem(file, key or "(top level)", f"is {given!r}: {item['msg'].lower()}"))
+    return problems

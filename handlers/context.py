@@ -1,0 +1,75 @@
+"""What every Slack listener needs, built once per app: the engine's services plus Slack-side helpers."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.services import Services
+
+log = logging.getLogger(__name__)
+
+GROUP_CACHE_SECONDS = 60.0  # approver groups change rarely; a minute keeps a double check cheap
+
+
+@dataclass
+class SlackContext:
+    services: Services
+    client: WebClient
+    executor: Executor
+    _groups: dict[str, tuple[float, set[str]]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _pending: set[Future[Any]] = field(default_factory=set)
+
+    def members_of(self, group_id: str) -> set[str]:
+        """User IDs in a Slack user group, via usergroups.users.list (cached briefly)."""
+        with self._lock:
+            cached = self._groups.get(group_id)
+            if cached and time.monotonic() - cached[0] < GROUP_CACHE_SECONDS:
+                return cached[1]
+        try:
+            users = set(self.client.usergroups_users_list(usergroup=group_id).get("users") or [])
+        except SlackApiError as error:
+            log.warning("could not resolve user group %s: %s", group_id, error.response.get("error"))
+            users = set()
+        with self._lock:
+            self._groups[group_id] = (time.monotonic(), users)
+        return users
+
+    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
+        """Run slow work (git fetch, the rollback itself) on the bot's own executor, never Bolt's threads."""
+        future = self.executor.submit(_logged, fn, *args, **kwargs)
+        with self._lock:
+            self._pending.add(future)
+        future.add_done_callback(self._forget)
+        return future
+
+    def _forget(self, future: Future[Any]) -> None:
+        with self._lock:
+            self._pending.discard(future)
+
+    def wait_idle(self, timeout: float = 60.0) -> bool:
+        """For tests and the demo: wait until submitted work is done."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._pending:
+                    return True
+            time.sleep(0.02)
+        return False
+
+
+def _logged(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    try:
+        return fn(*args, **kwargs)
+    except Exception:
+        log.exception("background work %s failed", getattr(fn, "__name__", fn))
+        raise

@@ -1,0 +1,97 @@
+"""The `/rollback` grammar, parsed into a typed command. Pure: text in, command out, or BadRequest.
+
+/rollback ENV [to SHA] [--code revert|force-push|none] [--db dump|rds-snapshot|rds-pitr|none]
+          [--no-flags] [--dry-run]
+/rollback                 (opens a modal)
+/rollback help | status | history | cancel [RUN_ID]
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+
+from bot.engine.flows import CODE_CHOICES, DB_CHOICES
+from bot.errors import BadRequest
+
+KEYWORDS = ("help", "status", "history", "cancel")
+_SHA = re.compile(r"^[0-9a-fA-F]{4,40}$")
+_ENV = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,39}$")
+USAGE = "/rollback ENV [to SHA] [--code revert|force-push|none] [--db dump|rds-snapshot|rds-pitr|none] [--no-flags] [--dry-run]"
+
+
+@dataclass(frozen=True)
+class Command:
+    kind: str  # "modal" | "help" | "status" | "history" | "cancel" | "rollback"
+    env: str | None = None
+    to: str | None = None
+    code: str | None = None
+    db: str | None = None
+    flags: bool = True
+    dry_run: bool = False
+    run_id: str | None = None
+
+
+def parse(text: str) -> Command:
+    try:
+        words = shlex.split(text.strip())
+    except ValueError:
+        raise BadRequest("unbalanced quotes in the command", hint=USAGE) from None
+    if not words:
+        return Command(kind="modal")
+    first = words[0].lower()
+    if first in KEYWORDS:
+        if first == "cancel" and len(words) == 2:
+            return Command(kind="cancel", run_id=words[1])
+        if len(words) > 1:
+            raise BadRequest(
+                f"`{first}` takes no arguments" if first != "cancel" else "`cancel` takes at most a run ID",
+                hint=USAGE,
+            )
+        return Command(kind=first)
+    if not _ENV.match(words[0]):
+        raise BadRequest(f"{_clip(words[0])!r} is not an environment name", hint=USAGE)
+    env, to, code, db, flags, dry_run = words[0], None, None, None, True, False
+    rest = words[1:]
+    while rest:
+        word = rest.pop(0)
+        lowered = word.lower()
+        if lowered in ("to", "--to"):
+            to = _take(rest, word)
+            if not _SHA.match(to):
+                raise BadRequest(f"{_clip(to)!r} is not a commit SHA (4–40 hex characters)", hint=USAGE)
+        elif lowered.startswith(("--code", "--db")):
+            name, value = _option(word, rest)
+            choices = CODE_CHOICES if name == "--code" else DB_CHOICES
+            if value not in choices:
+                raise BadRequest(f"{name} {_clip(value)!r} is not one of {', '.join(choices)}", hint=USAGE)
+            if name == "--code":
+                code = value
+            else:
+                db = value
+        elif lowered == "--no-flags":
+            flags = False
+        elif lowered == "--dry-run":
+            dry_run = True
+        else:
+            raise BadRequest(f"I don't understand {_clip(word)!r}", hint=USAGE)
+    return Command(kind="rollback", env=env, to=to, code=code, db=db, flags=flags, dry_run=dry_run)
+
+
+def _take(rest: list[str], after: str) -> str:
+    if not rest:
+        raise BadRequest(f"`{after}` needs a value", hint=USAGE)
+    return rest.pop(0)
+
+
+def _option(word: str, rest: list[str]) -> tuple[str, str]:
+    name, sep, value = word.partition("=")
+    name = name.lower()
+    if name not in ("--code", "--db"):
+        raise BadRequest(f"I don't understand {_clip(word)!r}", hint=USAGE)
+    return name, (value if sep else _take(rest, name)).lower()
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,97 @@
+"""Modals: the options picker (from `/rollback` alone, or Edit) and the typed confirmation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt import Ack, App
+from slack_sdk import WebClient
+
+from bot.engine.plan import RollbackRequest
+from bot.errors import RollbackError
+from handlers import grammar
+from handlers.commands import _refusal
+from handlers.context import SlackContext
+from handlers.flows import approve_and_start, plan_and_post
+from handlers.ids import Field, View, parse_run_value
+
+
+def _value(state: dict[str, Any], field: Field) -> Any:
+    element = state.get(field.value, {}).get(field.value, {})
+    if "selected_option" in element:
+        return (element["selected_option"] or {}).get("value")
+    if "selected_options" in element:
+        return [o.get("value") for o in element["selected_options"] or []]
+    return element.get("value")
+
+
+def register(app: App, ctx: SlackContext) -> None:
+    @app.view(View.OPTIONS.value)
+    def options(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
+        user = body["user"]["id"]
+        state = view.get("state", {}).get("values", {})
+        channel, _, supersedes = (view.get("private_metadata") or "").partition("|")
+        env = _value(state, Field.ENV) or ""
+        target = (_value(state, Field.TARGET) or "").strip()
+        words = [env] + (["to", target] if target else [])
+        for option, field in (("--code", Field.CODE), ("--db", Field.DB)):
+            if chosen := _value(state, field):
+                words += [option, chosen]
+        flags = _value(state, Field.OPTIONS) or []
+        words += [f"--{flag}" for flag in flags]
+        try:
+            parsed = grammar.parse(" ".join(words))
+        except RollbackError as error:
+            field = Field.TARGET if target and "commit" in error.message else Field.ENV
+            ack(response_action="errors", errors={field.value: error.message})
+            return
+        channel_name = ""
+        if channel:
+            try:
+                channel_name = client.conversations_info(channel=channel)["channel"].get("name", "")
+            except Exception:
+                channel_name = ""
+        refusal = _refusal(ctx, env=parsed.env or "", user=user, channel_name=channel_name)
+        if refusal:
+            ack(response_action="errors", errors={Field.ENV.value: refusal.message[:150]})
+            return
+        ack()
+        request = RollbackRequest(
+            env=parsed.env or "",
+            requested_by=user,
+            to=parsed.to,
+            code=parsed.code,
+            db=parsed.db,
+            flags=parsed.flags,
+            dry_run=parsed.dry_run,
+            source="slack",
+        )
+
+        def tell(reply: list[dict[str, Any]], text: str) -> None:
+            client.chat_postEphemeral(channel=channel, user=user, text=text, blocks=reply)
+
+        ctx.submit(plan_and_post, ctx, request, channel=channel, tell=tell, supersedes=supersedes or None)
+
+    @app.view(View.TYPED_CONFIRMATION.value)
+    def typed_confirmation(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
+        user = body["user"]["id"]
+        run_id, _ = parse_run_value(view.get("private_metadata") or "")
+        try:
+            record = ctx.services.store.get_run(run_id)
+        except RollbackError as error:
+            ack(response_action="errors", errors={Field.TYPED_ENV.value: error.message[:150]})
+            return
+        typed = (_value(view.get("state", {}).get("values", {}), Field.TYPED_ENV) or "").strip()
+        if typed != record.env:
+            ack(
+                response_action="errors",
+                errors={Field.TYPED_ENV.value: f"Type {record.env} exactly to confirm."},
+            )
+            return
+        ack()
+        channel = record.meta.get("channel", "")
+
+        def tell(reply: list[dict[str, Any]], text: str) -> None:
+            client.chat_postEphemeral(channel=channel, user=user, text=text, blocks=reply)
+
+        ctx.submit(approve_and_start, ctx, run_id, approver=user, tell=tell)

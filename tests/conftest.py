@@ -1,0 +1,46 @@
+"""Fixtures that set the stage for tests that read like incidents."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.config import load_config
+from bot.sandbox.scenario import Incident, build_incident
+from bot.services import Services, build_services
+
+TEST_URL_ENV = "RB_TEST_DATABASE_URL"
+
+
+@pytest.fixture
+def incident(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Incident]:
+    """Production is on a bad release (its migration dropped a column and a table); a restore point exists."""
+    monkeypatch.chdir(tmp_path)
+    stage = build_incident(tmp_path / "stage", url_env=TEST_URL_ENV, environ=_Env(monkeypatch))
+    try:
+        yield stage
+    finally:
+        stage.close()
+
+
+@pytest.fixture
+def services(incident: Incident) -> Iterator[Services]:
+    built = build_services(config=load_config(incident.config_path))
+    try:
+        yield built
+    finally:
+        built.close()
+
+
+class _Env(dict[str, str]):
+    """An environ that sets variables through monkeypatch, so each test's changes are undone after it."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        super().__init__()
+        self._monkeypatch = monkeypatch
+
+    def __setitem__(self, key: str, value: str) -> None:
+        self._monkeypatch.setenv(key, value)
+        super().__setitem__(key, value)
