@@ -10,11 +10,12 @@ import json
 import logging
 import os
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from slack_bolt import App
-from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_bolt.adapter.wsgi.http_request import WsgiHttpRequest
+from slack_bolt.adapter.wsgi.http_response import WsgiHttpResponse
+from slack_bolt.request import BoltRequest
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
@@ -25,11 +26,13 @@ from slack_sdk.http_retry.builtin_handlers import (
 from bot.errors import PreconditionFailed
 from bot.services import Services
 from handlers import SlackContext, register
+from handlers.context import TrackedExecutor
 
 log = logging.getLogger(__name__)
 DEFAULT_API_URL = "https://slack.com/api/"
 EVENTS_PATH = "/slack/events"
 ROLLBACK_WORKERS = 4  # rollbacks and plans run here, never on Bolt's listener threads
+LISTENER_WORKERS = 8  # Bolt's listeners: quick checks and Slack calls after the ack
 
 
 def web_client(token: str, *, api_url: str | None = None) -> WebClient:
@@ -52,7 +55,6 @@ def create_app(
     token: str | None = None,
     signing_secret: str | None = None,
     api_url: str | None = None,
-    executor: ThreadPoolExecutor | None = None,
 ) -> tuple[App, SlackContext]:
     token = token or os.environ.get("SLACK_BOT_TOKEN", "")
     signing_secret = signing_secret or os.environ.get("SLACK_SIGNING_SECRET", "")
@@ -67,16 +69,19 @@ def create_app(
             hint="see the README's 'Install the Slack app' section",
         )
     client = web_client(token, api_url=api_url)
+    listeners = TrackedExecutor(workers=LISTENER_WORKERS, name="bolt-listener")
     app = App(
         client=client,
         signing_secret=signing_secret,
         token_verification_enabled=False,
         raise_error_for_unhandled_request=False,
+        listener_executor=listeners,
     )
     ctx = SlackContext(
         services=services,
         client=client,
-        executor=executor or ThreadPoolExecutor(max_workers=ROLLBACK_WORKERS, thread_name_prefix="rollback"),
+        executor=TrackedExecutor(workers=ROLLBACK_WORKERS, name="rollback"),
+        listener_executor=listeners,
     )
     register(app, ctx)
     return app, ctx
@@ -86,35 +91,49 @@ WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 def wsgi_app(app: App) -> WSGIApp:
-    """Slack on POST /slack/events, liveness on GET /healthz, 404 elsewhere."""
-    slack = SlackRequestHandler(app, path=EVENTS_PATH)
+    """Slack on POST /slack/events, liveness on GET /healthz, 404 elsewhere; never a 5xx for bad input."""
+
+    def reply(start_response: Callable[..., Any], status: str, body: bytes, kind: str = "text/plain") -> list[bytes]:
+        start_response(status, [("Content-Type", kind), ("Content-Length", str(len(body)))])
+        return [body]
 
     def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")
         if path == "/healthz" and method == "GET":
-            body = json.dumps({"ok": True}).encode()
-            start_response(
-                "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
-            )
-            return [body]
-        if path == EVENTS_PATH and method != "POST":
-            start_response("405 Method Not Allowed", [("Allow", "POST"), ("Content-Length", "0")])
-            return [b""]
-        return slack(environ, start_response)  # type: ignore[arg-type]
+            return reply(start_response, "200 OK", json.dumps({"ok": True}).encode(), "application/json")
+        if path != EVENTS_PATH:
+            return reply(start_response, "404 Not Found", b"Not Found")
+        if method != "POST":
+            return reply(start_response, "405 Method Not Allowed", b"POST only")
+        request = WsgiHttpRequest(environ)  # type: ignore[arg-type]
+        try:
+            # Bolt parses the body while building the request: a malformed one must be a 400, not a 500.
+            bolt_request = BoltRequest(body=request.get_body(), query=request.query_string, headers=request.get_headers())
+        except (ValueError, TypeError, KeyError, UnicodeDecodeError):
+            return reply(start_response, "400 Bad Request", b"malformed Slack request")
+        response = app.dispatch(bolt_request)
+        wsgi_response = WsgiHttpResponse(status=response.status, headers=response.headers, body=response.body)
+        start_response(wsgi_response.status, wsgi_response.get_headers())
+        return wsgi_response.get_body()
 
     return application
 
 
-def serve_http(services: Services, *, host: str, port: int) -> int:
-    from waitress import serve
+def http_server(app: App, *, host: str, port: int) -> Any:
+    """A production WSGI server (waitress: threaded, pure Python), not Bolt's development server."""
+    from waitress import create_server
 
+    return create_server(wsgi_app(app), host=host, port=port, threads=8, ident="rollback-bot")
+
+
+def serve_http(services: Services, *, host: str, port: int) -> int:
     app, _ = create_app(services)
-    log.warning("rollback-bot serving Slack on http://%s:%d%s", host, port, EVENTS_PATH)
-    print(
-        f"rollback-bot: serving Slack on http://{host}:{port}{EVENTS_PATH} (GET /healthz for liveness)",
-        flush=True,
-    )
-    serve(wsgi_app(app), host=host, port=port, threads=8, ident="rollback-bot")
+    server = http_server(app, host=host, port=port)
+    print(f"rollback-bot: serving Slack on http://{host}:{port}{EVENTS_PATH} (GET /healthz for liveness)", flush=True)
+    try:
+        server.run()
+    finally:
+        server.close()
     return 0
 
 

@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor, Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,14 +20,39 @@ log = logging.getLogger(__name__)
 GROUP_CACHE_SECONDS = 60.0  # approver groups change rarely; a minute keeps a double check cheap
 
 
+class TrackedExecutor(ThreadPoolExecutor):
+    """A thread pool that knows whether it is busy, so tests and the demo can wait for quiet."""
+
+    def __init__(self, *, workers: int, name: str) -> None:
+        super().__init__(max_workers=workers, thread_name_prefix=name)
+        self._pending: set[Future[Any]] = set()
+        self._pending_lock = threading.Lock()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future = super().submit(fn, *args, **kwargs)
+        with self._pending_lock:
+            self._pending.add(future)
+        future.add_done_callback(self._forget)
+        return future
+
+    def _forget(self, future: Future[Any]) -> None:
+        with self._pending_lock:
+            self._pending.discard(future)
+
+    @property
+    def busy(self) -> bool:
+        with self._pending_lock:
+            return bool(self._pending)
+
+
 @dataclass
 class SlackContext:
     services: Services
     client: WebClient
-    executor: Executor
+    executor: TrackedExecutor  # the bot's own: plans and rollbacks
+    listener_executor: TrackedExecutor  # Bolt's: listeners after their ack
     _groups: dict[str, tuple[float, set[str]]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _pending: set[Future[Any]] = field(default_factory=set)
 
     def members_of(self, group_id: str) -> set[str]:
         """User IDs in a Slack user group, via usergroups.users.list (cached briefly)."""
@@ -46,23 +71,16 @@ class SlackContext:
 
     def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
         """Run slow work (git fetch, the rollback itself) on the bot's own executor, never Bolt's threads."""
-        future = self.executor.submit(_logged, fn, *args, **kwargs)
-        with self._lock:
-            self._pending.add(future)
-        future.add_done_callback(self._forget)
-        return future
-
-    def _forget(self, future: Future[Any]) -> None:
-        with self._lock:
-            self._pending.discard(future)
+        return self.executor.submit(_logged, fn, *args, **kwargs)
 
     def wait_idle(self, timeout: float = 60.0) -> bool:
-        """For tests and the demo: wait until submitted work is done."""
+        """For tests and the demo: wait until listeners and submitted work are all done."""
         deadline = time.monotonic() + timeout
+        quiet = 0
         while time.monotonic() < deadline:
-            with self._lock:
-                if not self._pending:
-                    return True
+            quiet = 0 if (self.executor.busy or self.listener_executor.busy) else quiet + 1
+            if quiet >= 3:  # quiet three looks in a row: a listener may hand work on just as it ends
+                return True
             time.sleep(0.02)
         return False
 
