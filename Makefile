@@ -30,7 +30,7 @@ unit: setup services
 test: lint unit
 
 bench: setup services
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/run.py --write-readme
 
 clean:
 	rm -rf $(VENV) demo-sandbox .pytest_cache .mypy_cache .ruff_cache *.egg-info

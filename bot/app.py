@@ -59,9 +59,7 @@ def create_app(
     token = token or os.environ.get("SLACK_BOT_TOKEN", "")
     signing_secret = signing_secret or os.environ.get("SLACK_SIGNING_SECRET", "")
     missing = [
-        name
-        for name, value in (("SLACK_BOT_TOKEN", token), ("SLACK_SIGNING_SECRET", signing_secret))
-        if not value
+        name for name, value in (("SLACK_BOT_TOKEN", token), ("SLACK_SIGNING_SECRET", signing_secret)) if not value
     ]
     if missing:
         raise PreconditionFailed(
@@ -105,10 +103,12 @@ def wsgi_app(app: App) -> WSGIApp:
             return reply(start_response, "404 Not Found", b"Not Found")
         if method != "POST":
             return reply(start_response, "405 Method Not Allowed", b"POST only")
-        request = WsgiHttpRequest(environ)  # type: ignore[arg-type]
+        request = WsgiHttpRequest(environ)
         try:
             # Bolt parses the body while building the request: a malformed one must be a 400, not a 500.
-            bolt_request = BoltRequest(body=request.get_body(), query=request.query_string, headers=request.get_headers())
+            bolt_request = BoltRequest(
+                body=request.get_body(), query=request.query_string, headers=request.get_headers()
+            )
         except (ValueError, TypeError, KeyError, UnicodeDecodeError):
             return reply(start_response, "400 Bad Request", b"malformed Slack request")
         response = app.dispatch(bolt_request)
@@ -145,9 +145,7 @@ def serve_socket(services: Services) -> int:
         raise PreconditionFailed(
             "SLACK_APP_TOKEN must be set for Socket Mode", hint="an xapp-… token with connections:write"
         )
-    app, _ = create_app(
-        services, signing_secret=os.environ.get("SLACK_SIGNING_SECRET") or "socket-mode-unused"
-    )
+    app, _ = create_app(services, signing_secret=os.environ.get("SLACK_SIGNING_SECRET") or "socket-mode-unused")
     print("rollback-bot: connecting to Slack over Socket Mode", flush=True)
-    SocketModeHandler(app, app_token).start()
+    SocketModeHandler(app, app_token).start()  # type: ignore[no-untyped-call]
     return 0

@@ -28,9 +28,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="rollback-bot", description="Emergency production rollback, from Slack or a terminal."
     )
     parser.add_argument("--version", action="version", version=f"rollback-bot {__version__}")
-    parser.add_argument(
-        "--config", help="path to rollback.toml (default: $ROLLBACK_CONFIG or ./rollback.toml)"
-    )
+    parser.add_argument("--config", help="path to rollback.toml (default: $ROLLBACK_CONFIG or ./rollback.toml)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def command(name: str, text: str) -> argparse.ArgumentParser:
@@ -114,11 +112,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from bot.app import serve_http, serve_socket
 
         services = build_services(args.config)
-        return (
-            serve_http(services, host=args.host, port=args.port)
-            if command == "serve"
-            else serve_socket(services)
-        )
+        return serve_http(services, host=args.host, port=args.port) if command == "serve" else serve_socket(services)
     services = build_services(args.config)
     try:
         return _engine_command(services, args)

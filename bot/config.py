@@ -246,11 +246,7 @@ def load_config(path: str | Path | None = None) -> LoadedConfig:
         raw = resolved.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(
-            [
-                ConfigProblem(
-                    file, "", "file not found", "a rollback.toml, given with --config or ROLLBACK_CONFIG"
-                )
-            ]
+            [ConfigProblem(file, "", "file not found", "a rollback.toml, given with --config or ROLLBACK_CONFIG")]
         ) from None
     except OSError as error:
         raise ConfigError([ConfigProblem(file, "", f"cannot be read: {error.strerror}")]) from None

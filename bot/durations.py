@@ -31,7 +31,7 @@ def format_duration(delta: timedelta | float) -> str:
     total = delta.total_seconds() if isinstance(delta, timedelta) else float(delta)
     if total < 10:
         return f"{total:.1f}s"
-    whole = int(round(total))
+    whole = round(total)
     if whole < 60:
         return f"{whole}s"
     minutes, secs = divmod(whole, 60)

@@ -36,14 +36,11 @@ def plan_text(plan: Plan) -> str:
         if len(plan.undone) > 15:
             lines.append(f"                   … and {len(plan.undone) - 15} more")
     db = plan.database
-    lines.append(
-        f"  database       {DB_WORDS.get(db.action, db.action)}" + (f" on {db.where}" if db.where else "")
-    )
+    lines.append(f"  database       {DB_WORDS.get(db.action, db.action)}" + (f" on {db.where}" if db.where else ""))
     if db.source:
         age = plan.restore_point_age()
         lines.append(
-            f"  restore from   {db.source}"
-            + (f"  ({db.source_label}, {age} old)" if age else f"  ({db.source_label})")
+            f"  restore from   {db.source}" + (f"  ({db.source_label}, {age} old)" if age else f"  ({db.source_label})")
         )
     if db.pre_dump:
         lines.append(f"  pre-rollback   dump to {db.pre_dump}, verified before anything changes, kept")
@@ -55,7 +52,8 @@ def plan_text(plan: Plan) -> str:
     if plan.health:
         for spec in plan.health:
             lines.append(
-                f"  health         {spec.url} expects {spec.expect_status}, {spec.consecutive} in a row within {spec.attempts} tries"
+                f"  health         {spec.url} expects {spec.expect_status}, "
+                f"{spec.consecutive} in a row within {spec.attempts} tries"
             )
     else:
         lines.append("  health         none configured")
@@ -92,9 +90,7 @@ def status_text(views: list[RunView], locks: list[LockRecord]) -> str:
         if current.status in ("failed", "interrupted"):
             lines.append(f"    next: rollback-bot resume {current.record.id} --retry | --skip | --abort")
     for lock in locks:
-        lines.append(
-            f"lock: {lock.env} held by run {lock.run_id} ({lock.holder}) since {lock.acquired_at:%H:%M} UTC"
-        )
+        lines.append(f"lock: {lock.env} held by run {lock.run_id} ({lock.holder}) since {lock.acquired_at:%H:%M} UTC")
     return redact("\n".join(lines))
 
 
@@ -109,7 +105,8 @@ def timeline_markdown(
         f"- **Outcome:** {steps_view.status}",
         f"- **Requested by:** {record.requested_by}"
         + (f"; **approved by:** {record.approved_by}" if record.approved_by else ""),
-        f"- **Deployed → target:** `{plan.deployed.short}` {plan.deployed.subject} → `{plan.target.short}` {plan.target.subject}",
+        f"- **Deployed → target:** `{plan.deployed.short}` {plan.deployed.subject} → "
+        f"`{plan.target.short}` {plan.target.subject}",
         f"- **Code:** {plan.code}; **database:** {plan.database.action}",
     ]
     if record.started_at and record.finished_at:

@@ -12,8 +12,7 @@ import json
 import secrets
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,182 +23,38 @@ from sqlalchemy.exc import IntegrityError
 
 from bot.errors import LockHeld, RunNotFound
 from bot.redact import redact, redact_data
-
-metadata = sa.MetaData()
-
-runs = sa.Table(
-    "runs",
+from bot.store_schema import (
+    AuditEntry,
+    ChecklistRecord,
+    LockRecord,
+    RestorePoint,
+    RunRecord,
+    StepRecord,
+    audit,
+    checklist,
+    iso,
+    locks,
     metadata,
-    sa.Column("id", sa.String(40), primary_key=True),
-    sa.Column("env", sa.String(64), nullable=False, index=True),
-    sa.Column("status", sa.String(20), nullable=False),
-    sa.Column("source", sa.String(20), nullable=False),  # cli | slack
-    sa.Column("requested_by", sa.String(120), nullable=False),
-    sa.Column("approved_by", sa.String(120)),
-    sa.Column("plan", sa.Text, nullable=False),  # JSON, redacted
-    sa.Column("plan_hash", sa.String(64), nullable=False),
-    sa.Column("dry_run", sa.Boolean, nullable=False, default=False),
-    sa.Column("created_at", sa.String(40), nullable=False),
-    sa.Column("started_at", sa.String(40)),
-    sa.Column("finished_at", sa.String(40)),
-    sa.Column("heartbeat_at", sa.String(40)),
-    sa.Column("current_step", sa.String(40)),
-    sa.Column("error", sa.Text),
-    sa.Column("meta", sa.Text, nullable=False, default="{}"),  # JSON: where its messages live, etc.
+    now,
+    once_keys,
+    parse_iso,
+    restore_points,
+    runs,
+    steps,
 )
 
-steps = sa.Table(
-    "steps",
-    metadata,
-    sa.Column("run_id", sa.String(40), primary_key=True),
-    sa.Column("name", sa.String(40), primary_key=True),
-    sa.Column("position", sa.Integer, nullable=False),
-    sa.Column("status", sa.String(20), nullable=False),  # pending running ok failed skipped
-    sa.Column("attempts", sa.Integer, nullable=False, default=0),
-    sa.Column("started_at", sa.String(40)),
-    sa.Column("finished_at", sa.String(40)),
-    sa.Column("summary", sa.Text, nullable=False, default=""),
-    sa.Column("details", sa.Text, nullable=False, default="{}"),
-)
-
-audit = sa.Table(
-    "audit",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("at", sa.String(40), nullable=False),
-    sa.Column("run_id", sa.String(40), index=True),
-    sa.Column("env", sa.String(64)),
-    sa.Column("actor", sa.String(120), nullable=False),
-    sa.Column("action", sa.String(60), nullable=False),
-    sa.Column("detail", sa.Text, nullable=False, default=""),
-)
-
-locks = sa.Table(
-    "locks",
-    metadata,
-    sa.Column("env", sa.String(64), primary_key=True),
-    sa.Column("run_id", sa.String(40), nullable=False),
-    sa.Column("holder", sa.String(120), nullable=False),
-    sa.Column("acquired_at", sa.String(40), nullable=False),
-)
-
-restore_points = sa.Table(
-    "restore_points",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("env", sa.String(64), nullable=False, index=True),
-    sa.Column("commit_sha", sa.String(64), nullable=False),
-    sa.Column("commit_subject", sa.Text, nullable=False, default=""),
-    sa.Column("dump_path", sa.Text),
-    sa.Column("dump_size", sa.BigInteger),
-    sa.Column("created_at", sa.String(40), nullable=False),
-    sa.Column("created_by", sa.String(120), nullable=False),
-)
-
-checklist = sa.Table(
-    "checklist",
-    metadata,
-    sa.Column("run_id", sa.String(40), primary_key=True),
-    sa.Column("item_id", sa.String(60), primary_key=True),
-    sa.Column("phase", sa.String(20), nullable=False),
-    sa.Column("position", sa.Integer, nullable=False),
-    sa.Column("text", sa.Text, nullable=False),
-    sa.Column("done_by", sa.String(120)),
-    sa.Column("done_at", sa.String(40)),
-)
-
-once_keys = sa.Table(
-    "once_keys",  # idempotency keys: "this request was already handled"
-    metadata,
-    sa.Column("key", sa.String(200), primary_key=True),
-    sa.Column("at", sa.String(40), nullable=False),
-)
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-def iso(moment: datetime | None = None) -> str:
-    return (moment or now()).astimezone(UTC).isoformat(timespec="seconds")
-
-
-def parse_iso(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    id: str
-    env: str
-    status: str
-    source: str
-    requested_by: str
-    approved_by: str | None
-    plan: dict[str, Any]
-    plan_hash: str
-    dry_run: bool
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    heartbeat_at: datetime | None
-    current_step: str | None
-    error: str | None
-    meta: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class StepRecord:
-    run_id: str
-    name: str
-    position: int
-    status: str
-    attempts: int
-    started_at: datetime | None
-    finished_at: datetime | None
-    summary: str
-    details: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    at: datetime
-    run_id: str | None
-    env: str | None
-    actor: str
-    action: str
-    detail: str
-
-
-@dataclass(frozen=True)
-class LockRecord:
-    env: str
-    run_id: str
-    holder: str
-    acquired_at: datetime
-
-
-@dataclass(frozen=True)
-class RestorePoint:
-    id: int
-    env: str
-    commit_sha: str
-    commit_subject: str
-    dump_path: str | None
-    dump_size: int | None
-    created_at: datetime
-    created_by: str
-
-
-@dataclass(frozen=True)
-class ChecklistRecord:
-    run_id: str
-    item_id: str
-    phase: str
-    position: int
-    text: str
-    done_by: str | None
-    done_at: datetime | None
+__all__ = [
+    "AuditEntry",
+    "ChecklistRecord",
+    "LockRecord",
+    "RestorePoint",
+    "RunRecord",
+    "StepRecord",
+    "Store",
+    "iso",
+    "now",
+    "parse_iso",
+]
 
 
 def _engine_url(url: str) -> str:
@@ -210,7 +65,7 @@ def _engine_url(url: str) -> str:
 
 
 def new_run_id(env: str) -> str:
-    return f"{env}-{now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+    return f"{env}-{now():%Y%m%d-%H%M%S}-{secrets.token_hex(4)}"  # 32 random bits: bursts never collide
 
 
 class Store:
@@ -270,9 +125,7 @@ class Store:
             raise RunNotFound(f"no run {run_id!r}", hint="see `rollback-bot history` for run IDs")
         return _run(row)
 
-    def list_runs(
-        self, *, limit: int = 20, env: str | None = None, statuses: Sequence[str] = ()
-    ) -> list[RunRecord]:
+    def list_runs(self, *, limit: int = 20, env: str | None = None, statuses: Sequence[str] = ()) -> list[RunRecord]:
         query = runs.select().order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit)
         if env:
             query = query.where(runs.c.env == env)
@@ -286,9 +139,7 @@ class Store:
         values = _run_values(values)
         with self._tx() as conn:
             result = conn.execute(
-                runs.update()
-                .where(runs.c.id == run_id, runs.c.status.in_(list(from_)))
-                .values(status=to, **values)
+                runs.update().where(runs.c.id == run_id, runs.c.status.in_(list(from_))).values(status=to, **values)
             )
         return result.rowcount == 1
 
@@ -307,15 +158,11 @@ class Store:
 
     def init_steps(self, run_id: str, names: Sequence[str]) -> None:
         with self._tx() as conn:
-            existing = {
-                row[0] for row in conn.execute(sa.select(steps.c.name).where(steps.c.run_id == run_id))
-            }
+            existing = {row[0] for row in conn.execute(sa.select(steps.c.name).where(steps.c.run_id == run_id))}
             for position, name in enumerate(names):
                 if name not in existing:
                     conn.execute(
-                        steps.insert().values(
-                            run_id=run_id, name=name, position=position, status="pending", attempts=0
-                        )
+                        steps.insert().values(run_id=run_id, name=name, position=position, status="pending", attempts=0)
                     )
 
     def claim_step(self, run_id: str, name: str) -> bool:
@@ -323,15 +170,11 @@ class Store:
         with self._tx() as conn:
             result = conn.execute(
                 steps.update()
-                .where(
-                    steps.c.run_id == run_id, steps.c.name == name, steps.c.status.in_(["pending", "failed"])
-                )
+                .where(steps.c.run_id == run_id, steps.c.name == name, steps.c.status.in_(["pending", "failed"]))
                 .values(status="running", started_at=iso(), finished_at=None, attempts=steps.c.attempts + 1)
             )
             if result.rowcount == 1:
-                conn.execute(
-                    runs.update().where(runs.c.id == run_id).values(current_step=name, heartbeat_at=iso())
-                )
+                conn.execute(runs.update().where(runs.c.id == run_id).values(current_step=name, heartbeat_at=iso()))
         return result.rowcount == 1
 
     def finish_step(
@@ -354,9 +197,7 @@ class Store:
         with self._tx() as conn:
             result = conn.execute(
                 steps.update()
-                .where(
-                    steps.c.run_id == run_id, steps.c.name == name, steps.c.status.in_(["pending", "failed"])
-                )
+                .where(steps.c.run_id == run_id, steps.c.name == name, steps.c.status.in_(["pending", "failed"]))
                 .values(status="skipped", finished_at=iso(), summary=redact(summary))
             )
         return result.rowcount == 1
@@ -483,10 +324,7 @@ class Store:
 
     def restore_points(self, env: str, *, limit: int = 20) -> list[RestorePoint]:
         query = (
-            restore_points.select()
-            .where(restore_points.c.env == env)
-            .order_by(restore_points.c.id.desc())
-            .limit(limit)
+            restore_points.select().where(restore_points.c.env == env).order_by(restore_points.c.id.desc()).limit(limit)
         )
         with self._tx() as conn:
             return [
@@ -513,8 +351,7 @@ class Store:
         """Items as (item_id, phase, text), in order; adding twice is harmless."""
         with self._tx() as conn:
             existing = {
-                row[0]
-                for row in conn.execute(sa.select(checklist.c.item_id).where(checklist.c.run_id == run_id))
+                row[0] for row in conn.execute(sa.select(checklist.c.item_id).where(checklist.c.run_id == run_id))
             }
             for position, (item_id, phase, text) in enumerate(items):
                 if item_id not in existing:
@@ -526,9 +363,7 @@ class Store:
 
     def checklist(self, run_id: str) -> list[ChecklistRecord]:
         with self._tx() as conn:
-            rows = conn.execute(
-                checklist.select().where(checklist.c.run_id == run_id).order_by(checklist.c.position)
-            )
+            rows = conn.execute(checklist.select().where(checklist.c.run_id == run_id).order_by(checklist.c.position))
             return [
                 ChecklistRecord(
                     run_id=row.run_id,

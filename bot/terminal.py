@@ -68,16 +68,12 @@ class TerminalReporter:
             event.outcome, event.outcome
         )
         dry = " (dry run: nothing was changed)" if event.dry_run else ""
-        self.say(
-            f"\n{verdict} for {event.env} in {format_duration(event.duration_s)}{dry}. Run {event.run_id}."
-        )
+        self.say(f"\n{verdict} for {event.env} in {format_duration(event.duration_s)}{dry}. Run {event.run_id}.")
         if event.health:
             self.say("Health:")
             for result in event.health:
                 mark = "✅" if result.healthy else "❌"
-                self.say(
-                    f"  {mark} {result.url}  status {result.last_status} (expected {result.expected_status})"
-                )
+                self.say(f"  {mark} {result.url}  status {result.last_status} (expected {result.expected_status})")
         if event.checklist:
             self.say("\nPost-rollback checklist:")
             for phase in PHASES:

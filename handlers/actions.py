@@ -32,9 +32,7 @@ def register(app: App, ctx: SlackContext) -> None:
         tell_via(respond)(blocks.error_blocks(message=error.message, hint=error.hint), error.message)
 
     @app.action(Action.CONFIRM.value)
-    def confirm(
-        ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, client: WebClient
-    ) -> None:
+    def confirm(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, client: WebClient) -> None:
         ack()
         user = body["user"]["id"]
         try:
@@ -64,9 +62,7 @@ def register(app: App, ctx: SlackContext) -> None:
         if risks:
             client.views_open(
                 trigger_id=body["trigger_id"],
-                view=blocks.typed_confirmation_modal(
-                    env=record.env, risks=risks, private_metadata=action["value"]
-                ),
+                view=blocks.typed_confirmation_modal(env=record.env, risks=risks, private_metadata=action["value"]),
             )
             return
         ctx.submit(approve_and_start, ctx, run_id, approver=user, tell=tell_via(respond))
@@ -92,9 +88,7 @@ def register(app: App, ctx: SlackContext) -> None:
         ctx.submit(mark_closed, ctx, run_id, status="cancelled", detail=f"cancelled by <@{user}>")
 
     @app.action(Action.EDIT.value)
-    def edit(
-        ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, client: WebClient
-    ) -> None:
+    def edit(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, client: WebClient) -> None:
         ack()
         try:
             run_id, _ = parse_run_value(action.get("value", ""))

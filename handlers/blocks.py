@@ -21,6 +21,7 @@ from handlers.blocks_run import (
     finished_blocks,
     health_blocks,
     health_rows,
+    reminder_blocks,
     step_blocks,
 )
 from handlers.blocks_stakeholder import (
@@ -56,6 +57,7 @@ __all__ = [
     "options_modal",
     "plan_blocks",
     "plan_text_fallback",
+    "reminder_blocks",
     "stakeholder_text",
     "stakeholder_update_blocks",
     "status_header_blocks",

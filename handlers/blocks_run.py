@@ -296,3 +296,17 @@ def finished_blocks(*, event: RunFinished) -> list[Block]:
     if event.summary:
         blocks.append(context(f"Steps: {esc(event.summary)} · run `{esc(event.run_id)}`"))
     return blocks
+
+
+def contact_mention(contact: str) -> str:
+    """A user group (S…) is mentioned as `<!subteam^S…>`, a user as `<@U…>`."""
+    return f"<!subteam^{contact}>" if contact.startswith("S") else mention(contact)
+
+
+def reminder_blocks(*, phase_title: str, open_items: Sequence[ChecklistRecord], contacts: Sequence[str]) -> list[Block]:
+    """A reminder in the run's thread: the checklist items still open when the next phase is due."""
+    who = " ".join(contact_mention(c) for c in contacts)
+    lines = [f"• {esc(one_line(item.text))}" for item in open_items]
+    text = f"⏰ *{esc(phase_title)}* is due. {len(open_items)} checklist item(s) still open{': ' + who if who else ''}"
+    body = [section("\n".join(group)) for group in group_lines(lines, limit=MAX_SECTION_TEXT)]
+    return cap_blocks([section(cut(text, MAX_SECTION_TEXT)), *body], limit=MAX_MESSAGE_BLOCKS)

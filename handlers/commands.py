@@ -46,9 +46,7 @@ def register(app: App, ctx: SlackContext) -> None:
                 view=blocks.options_modal(environments=envs, private_metadata=channel),
             )
         else:
-            refusal = _refusal(
-                ctx, env=parsed.env or "", user=user, channel_name=command.get("channel_name", "")
-            )
+            refusal = _refusal(ctx, env=parsed.env or "", user=user, channel_name=command.get("channel_name", ""))
             if refusal:
                 ack(
                     response_type="ephemeral",
@@ -84,7 +82,8 @@ def _refusal(ctx: SlackContext, *, env: str, user: str, channel_name: str) -> Ro
     pattern = settings.bot.incident_channels
     if pattern and not re.search(pattern, channel_name or ""):
         return RollbackError(
-            f"/rollback only runs in incident channels (names matching `{pattern}`); #{channel_name or 'this one'} is not one",
+            f"/rollback only runs in incident channels (names matching `{pattern}`); "
+            f"#{channel_name or 'this one'} is not one",
             hint="start or join the incident channel and run it there",
         )
     try:
@@ -100,9 +99,7 @@ def _cancel(ctx: SlackContext, *, run_id: str | None, user: str, channel: str, r
 
     store = ctx.services.store
     if run_id is None:
-        waiting = [
-            r for r in store.list_runs(limit=50, statuses=("planned",)) if r.meta.get("channel") == channel
-        ]
+        waiting = [r for r in store.list_runs(limit=50, statuses=("planned",)) if r.meta.get("channel") == channel]
         if not waiting:
             respond(
                 response_type="ephemeral",
@@ -122,9 +119,7 @@ def _cancel(ctx: SlackContext, *, run_id: str | None, user: str, channel: str, r
         )
         return
     mark_closed(ctx, run_id, status="cancelled", detail=f"cancelled by <@{user}>")
-    respond(
-        response_type="ephemeral", replace_original=False, text=f"Cancelled {run_id}: nothing was changed."
-    )
+    respond(response_type="ephemeral", replace_original=False, text=f"Cancelled {run_id}: nothing was changed.")
 
 
 def _runs_text(ctx: SlackContext, kind: str) -> str:
@@ -142,7 +137,8 @@ def _runs_text(ctx: SlackContext, kind: str) -> str:
         shown = view(ctx.services, record.id).status
         plan = record.plan
         lines.append(
-            f"• `{record.id}` {record.env}: *{shown}*, `{plan['deployed']['sha'][:7]}` → `{plan['target']['sha'][:7]}`, "
+            f"• `{record.id}` {record.env}: *{shown}*, "
+            f"`{plan['deployed']['sha'][:7]}` → `{plan['target']['sha'][:7]}`, "
             f"asked by <@{record.requested_by}> at {record.created_at:%H:%M} UTC"
         )
     return "\n".join(lines)

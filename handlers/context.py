@@ -13,6 +13,7 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.schedule import Scheduler
 from bot.services import Services
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class SlackContext:
     client: WebClient
     executor: TrackedExecutor  # the bot's own: plans and rollbacks
     listener_executor: TrackedExecutor  # Bolt's: listeners after their ack
+    scheduler: Scheduler = field(default_factory=Scheduler)  # stakeholder updates and reminders
     _groups: dict[str, tuple[float, set[str]]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

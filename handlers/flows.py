@@ -19,6 +19,7 @@ from handlers.context import SlackContext
 from handlers.reporter import SlackReporter
 
 log = logging.getLogger(__name__)
+UNEXPECTED = "Something went wrong on the bot's side; it has been logged."
 Tell = Callable[[list[dict[str, Any]], str], None]  # (blocks, fallback text) → an ephemeral reply
 
 
@@ -31,6 +32,10 @@ def plan_and_post(
     except RollbackError as error:
         tell(blocks.error_blocks(message=error.message, hint=error.hint), error.message)
         return None
+    except Exception:  # the person was told "Planning…": they must hear how it ended, whatever happened
+        log.exception("planning a rollback of %s failed", request.env)
+        tell(blocks.error_blocks(message=UNEXPECTED, hint="nothing was changed; try again"), UNEXPECTED)
+        return None
     expires = record.created_at + ctx.services.config.settings.bot.plan_expires_after
     response = ctx.client.chat_postMessage(
         channel=channel,
@@ -41,9 +46,7 @@ def plan_and_post(
     if supersedes:
         try:
             flows.cancel(ctx.services, supersedes, actor=request.requested_by)
-            mark_closed(
-                ctx, supersedes, status="cancelled", detail=f"replaced by an edited plan ({record.id})"
-            )
+            mark_closed(ctx, supersedes, status="cancelled", detail=f"replaced by an edited plan ({record.id})")
         except RollbackError:
             pass  # it was already started or cancelled: nothing to replace
     return record.id
@@ -55,9 +58,7 @@ def approve_and_start(ctx: SlackContext, run_id: str, *, approver: str, tell: Te
     if not store.transition(run_id, from_=["planned"], to="approved", approved_by=approver):
         current = store.get_run(run_id)
         by = f" by <@{current.approved_by}>" if current.approved_by else ""
-        tell(
-            blocks.ephemeral_text_blocks(f"This rollback is already {current.status}{by}."), "already handled"
-        )
+        tell(blocks.ephemeral_text_blocks(f"This rollback is already {current.status}{by}."), "already handled")
         return
     store.record(actor=approver, action="run.approved", run_id=run_id, env=store.get_run(run_id).env)
     reporter = SlackReporter(ctx, run_id=run_id)
@@ -66,6 +67,9 @@ def approve_and_start(ctx: SlackContext, run_id: str, *, approver: str, tell: Te
     except RollbackError as error:
         mark_closed(ctx, run_id, status="refused", detail=error.message)
         tell(blocks.error_blocks(message=error.message, hint=error.hint), error.message)
+    except Exception:
+        log.exception("run %s stopped unexpectedly", run_id)
+        tell(blocks.error_blocks(message=UNEXPECTED, hint="see `/rollback status`; the run can be resumed"), UNEXPECTED)
 
 
 def resume(ctx: SlackContext, run_id: str, *, decision: str, actor: str, tell: Tell) -> None:
@@ -79,6 +83,9 @@ def resume(ctx: SlackContext, run_id: str, *, decision: str, actor: str, tell: T
         )
     except RollbackError as error:
         tell(blocks.error_blocks(message=error.message, hint=error.hint), error.message)
+    except Exception:
+        log.exception("resuming run %s failed unexpectedly", run_id)
+        tell(blocks.error_blocks(message=UNEXPECTED, hint="see `/rollback status`"), UNEXPECTED)
 
 
 def mark_closed(ctx: SlackContext, run_id: str, *, status: str, detail: str = "") -> None:

@@ -18,7 +18,10 @@ from bot.errors import BadRequest
 KEYWORDS = ("help", "status", "history", "cancel")
 _SHA = re.compile(r"^[0-9a-fA-F]{4,40}$")
 _ENV = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,39}$")
-USAGE = "/rollback ENV [to SHA] [--code revert|force-push|none] [--db dump|rds-snapshot|rds-pitr|none] [--no-flags] [--dry-run]"
+USAGE = (
+    "/rollback ENV [to SHA] [--code revert|force-push|none] [--db dump|rds-snapshot|rds-pitr|none] "
+    "[--no-flags] [--dry-run]"
+)
 
 
 @dataclass(frozen=True)

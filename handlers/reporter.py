@@ -9,10 +9,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import datetime
+from functools import partial
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
+from bot.engine.checklist import PHASE_TITLES
 from bot.engine.events import (
     Event,
     RunFinished,
@@ -50,6 +53,7 @@ class SlackReporter:
             self._header("running")
             self._stakeholders("started")
         elif isinstance(event, StepStarted):
+            self._keep_stakeholders_posted()
             self._titles[event.step] = event.title
             self._step(
                 event.step,
@@ -65,9 +69,7 @@ class SlackReporter:
             title = self._titles.get(event.step, event.step)
             self._step(
                 event.step,
-                blocks.step_blocks(
-                    title=title, status="running", summary="", duration_s=None, progress=event.message
-                ),
+                blocks.step_blocks(title=title, status="running", summary="", duration_s=None, progress=event.message),
                 text=f"⏳ {title}",
             )
         elif isinstance(event, StepFinished):
@@ -98,8 +100,10 @@ class SlackReporter:
                 text=f"❌ {event.title} failed: {event.error}",
             )
             self._header("failed", detail=event.error)
+            self.ctx.scheduler.cancel(self._updates_key)
             self._stakeholders("failed")
         elif isinstance(event, RunFinished):
+            self.ctx.scheduler.cancel(self._updates_key)
             self._header(event.outcome)
             self._post(blocks.finished_blocks(event=event), text=f"Rollback {event.outcome}")
             if event.checklist:
@@ -108,7 +112,49 @@ class SlackReporter:
                     blocks.checklist_blocks(run_id=self.run_id, items=items, now=now()),
                     text="Post-rollback checklist",
                 )
+                self._schedule_reminders()
             self._stakeholders("finished" if event.outcome == "succeeded" else "aborted")
+
+    # --- timed updates ------------------------------------------------------------------------------
+
+    @property
+    def _updates_key(self) -> str:
+        return f"{self.run_id}:stakeholder-updates"
+
+    def _keep_stakeholders_posted(self) -> None:
+        every = self.ctx.services.config.settings.bot.stakeholder_update_every
+        if (
+            self.ctx.services.config.settings.bot.stakeholder_channels
+            and self._updates_key not in self.ctx.scheduler.job_keys()
+        ):
+            self.ctx.scheduler.every(self._updates_key, every, lambda: self._stakeholders("running"))
+
+    def _schedule_reminders(self) -> None:
+        """When each later phase is due, remind the contacts of the items of earlier phases still open."""
+        settings = self.ctx.services.config.settings
+        finished = now()
+        for phase, after, earlier in (
+            ("short_term", settings.bot.checklist.short_term_after, ("immediate",)),
+            ("medium_term", settings.bot.checklist.medium_term_after, ("immediate", "short_term")),
+        ):
+            self.ctx.scheduler.at(
+                f"{self.run_id}:remind:{phase}", finished + after, partial(self._remind, phase, earlier)
+            )
+
+    def _remind(self, phase: str, earlier: tuple[str, ...]) -> None:
+        open_items = [i for i in self.ctx.services.store.checklist(self.run_id) if i.phase in earlier and not i.done_at]
+        if not open_items:
+            return
+        contacts = self.ctx.services.config.settings.contacts
+        who = [
+            contacts[k]
+            for k in ("oncall", "database")
+            if k in contacts and (k != "database" or self.plan.database.action != "none")
+        ]
+        self._post(
+            blocks.reminder_blocks(phase_title=PHASE_TITLES[phase], open_items=open_items, contacts=who),
+            text=f"Reminder: {len(open_items)} checklist item(s) still open",
+        )
 
     # --- Slack calls --------------------------------------------------------------------------------
 
@@ -152,8 +198,17 @@ class SlackReporter:
         settings = self.ctx.services.config.settings.bot
         if not settings.stakeholder_channels:
             return
+        record = self.ctx.services.store.get_run(self.run_id)
+        taken = self.plan.database.restore_point_at
         text = blocks.stakeholder_text(
-            env=self.plan.env, phase=phase, now=now(), next_update_in=settings.stakeholder_update_every
+            env=self.plan.env,
+            phase=phase,
+            now=now(),
+            started_at=record.started_at,
+            version_from=self.plan.target.committed_at,
+            data_as_of=datetime.fromisoformat(taken) if taken else None,
+            next_update_in=settings.stakeholder_update_every,
+            dry_run=self.plan.dry_run,
         )
         for channel in settings.stakeholder_channels:
             self._call(

@@ -7,13 +7,15 @@ from typing import Any
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
+from bot.engine.approval import check_approval
 from bot.engine.plan import RollbackRequest
 from bot.errors import RollbackError
+from bot.store import now
 from handlers import grammar
 from handlers.commands import _refusal
 from handlers.context import SlackContext
 from handlers.flows import approve_and_start, plan_and_post
-from handlers.ids import Field, View, parse_run_value
+from handlers.ids import DEFAULT_CHOICE, Choice, Field, View, parse_run_value
 
 
 def _value(state: dict[str, Any], field: Field) -> Any:
@@ -35,10 +37,15 @@ def register(app: App, ctx: SlackContext) -> None:
         target = (_value(state, Field.TARGET) or "").strip()
         words = [env] + (["to", target] if target else [])
         for option, field in (("--code", Field.CODE), ("--db", Field.DB)):
-            if chosen := _value(state, field):
+            chosen = _value(state, field)
+            if chosen and chosen != DEFAULT_CHOICE:
                 words += [option, chosen]
-        flags = _value(state, Field.OPTIONS) or []
-        words += [f"--{flag}" for flag in flags]
+        checked = set(_value(state, Field.OPTIONS) or [])
+        words += [
+            flag
+            for choice, flag in ((Choice.NO_FLAGS, "--no-flags"), (Choice.DRY_RUN, "--dry-run"))
+            if choice in checked
+        ]
         try:
             parsed = grammar.parse(" ".join(words))
         except RollbackError as error:
@@ -75,9 +82,23 @@ def register(app: App, ctx: SlackContext) -> None:
     @app.view(View.TYPED_CONFIRMATION.value)
     def typed_confirmation(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
         user = body["user"]["id"]
-        run_id, _ = parse_run_value(view.get("private_metadata") or "")
+        run_id, plan_hash = parse_run_value(view.get("private_metadata") or "")
         try:
             record = ctx.services.store.get_run(run_id)
+        except RollbackError as error:
+            ack(response_action="errors", errors={Field.TYPED_ENV.value: error.message[:150]})
+            return
+        try:
+            # The modal was opened for an approver, but check again: the plan may have expired meanwhile.
+            check_approval(
+                ctx.services.config.environment(record.env),
+                run=record,
+                approver=user,
+                plan_hash=plan_hash,
+                members_of=ctx.members_of,
+                now=now(),
+                expires_after=ctx.services.config.settings.bot.plan_expires_after,
+            )
         except RollbackError as error:
             ack(response_action="errors", errors={Field.TYPED_ENV.value: error.message[:150]})
             return

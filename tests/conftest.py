@@ -15,10 +15,15 @@ TEST_URL_ENV = "RB_TEST_DATABASE_URL"
 
 
 @pytest.fixture
-def incident(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Incident]:
-    """Production is on a bad release (its migration dropped a column and a table); a restore point exists."""
+def incident(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Incident]:
+    """Production is on a bad release (its migration dropped a column and a table); a restore point exists.
+
+    `@pytest.mark.incident_config(update_every="1s", …)` changes the sandbox's rollback.toml.
+    """
     monkeypatch.chdir(tmp_path)
-    stage = build_incident(tmp_path / "stage", url_env=TEST_URL_ENV, environ=_Env(monkeypatch))
+    marker = request.node.get_closest_marker("incident_config")
+    options = dict(marker.kwargs) if marker else {}
+    stage = build_incident(tmp_path / "stage", url_env=TEST_URL_ENV, environ=_Env(monkeypatch), **options)
     try:
         yield stage
     finally:

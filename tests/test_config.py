@@ -144,9 +144,7 @@ def test_named_errors(tmp_path: Path, text: str, key: str, words: str) -> None:
 def test_check_config_lists_problems_and_exits_non_zero_without_a_traceback(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = write(
-        tmp_path, GOOD.replace('code = "revert"', 'code = "yolo"').replace("attempts = 10", "attempts = 0")
-    )
+    path = write(tmp_path, GOOD.replace('code = "revert"', 'code = "yolo"').replace("attempts = 10", "attempts = 0"))
     assert main(["check-config", "--config", str(path)]) == 2
     err = capsys.readouterr().err
     assert "environments.prod.code" in err and "environments.prod.health[0].attempts" in err
@@ -167,9 +165,7 @@ def test_check_config_names_unset_secret_variables(
 
 
 @pytest.mark.parametrize("text", ["not toml = [", "", "[environments.prod]\nrepo = 3\n"])
-def test_malformed_files_get_a_clear_answer(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str
-) -> None:
+def test_malformed_files_get_a_clear_answer(tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str) -> None:
     assert main(["check-config", "--config", str(write(tmp_path, text))]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: the configuration has") and "Traceback" not in err

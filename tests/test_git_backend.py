@@ -61,9 +61,7 @@ def someone_pushes(sandbox: SandboxRepo, tmp_path: Path) -> str:
 
 
 @pytest.mark.parametrize("which", ["local", "cloned"])
-def test_fetch_returns_the_remote_head(
-    which: str, request: pytest.FixtureRequest, sandbox: SandboxRepo
-) -> None:
+def test_fetch_returns_the_remote_head(which: str, request: pytest.FixtureRequest, sandbox: SandboxRepo) -> None:
     repo: GitRepo = request.getfixturevalue(which)
     head = repo.fetch()
     assert head.sha == sandbox.bad
@@ -72,9 +70,7 @@ def test_fetch_returns_the_remote_head(
     assert head.committed_at is not None
 
 
-def test_fetch_sees_a_push_made_after_the_first_fetch(
-    cloned: GitRepo, sandbox: SandboxRepo, tmp_path: Path
-) -> None:
+def test_fetch_sees_a_push_made_after_the_first_fetch(cloned: GitRepo, sandbox: SandboxRepo, tmp_path: Path) -> None:
     assert cloned.fetch().sha == sandbox.bad
     newer = someone_pushes(sandbox, tmp_path)
     assert cloned.fetch().sha == newer
@@ -255,10 +251,7 @@ def test_revert_to_the_good_release(which: str, request: pytest.FixtureRequest, 
     assert repo.is_ancestor(sandbox.bad, head)  # the bad deploy is still in history
     assert git(sandbox.bare, "rev-list", "--count", f"{sandbox.bad}..{head}") == "1"
     assert git(sandbox.bare, "rev-parse", f"{head}^1") == sandbox.bad
-    assert (
-        git(sandbox.bare, "log", "-1", "--format=%s%n%an", head)
-        == "Roll back to 1.4.0 (INC-42)\nrollback-bot"
-    )
+    assert git(sandbox.bare, "log", "-1", "--format=%s%n%an", head) == "Roll back to 1.4.0 (INC-42)\nrollback-bot"
     assert git(sandbox.bare, "show", f"{head}:app/orders.py") + "\n" == GOOD_APP
     assert repo.read_file(head, "prisma/migrations/20261120_drop_legacy/migration.sql") is None
     assert "undoing 3 commits" in result.summary
@@ -268,9 +261,7 @@ def test_revert_across_a_merge_to_its_first_parent(local: GitRepo, sandbox: Sand
     result = local.revert_to(deployed=sandbox.bad, target=sandbox.bad_release, message="Undo the cache merge")
     assert tree(sandbox.bare, result.new_head) == tree(sandbox.bare, sandbox.bad_release)
     assert local.read_file(result.new_head, "app/cache.py") is None
-    assert (
-        local.read_file(result.new_head, "prisma/migrations/20261120_drop_legacy/migration.sql") is not None
-    )
+    assert local.read_file(result.new_head, "prisma/migrations/20261120_drop_legacy/migration.sql") is not None
 
 
 def test_revert_to_the_merged_side_branch(local: GitRepo, sandbox: SandboxRepo) -> None:
@@ -280,9 +271,7 @@ def test_revert_to_the_merged_side_branch(local: GitRepo, sandbox: SandboxRepo) 
     assert sandbox.remote_head() == result.new_head
 
 
-def test_hook_rejection_raises_push_rejected_and_changes_nothing(
-    local: GitRepo, sandbox: SandboxRepo
-) -> None:
+def test_hook_rejection_raises_push_rejected_and_changes_nothing(local: GitRepo, sandbox: SandboxRepo) -> None:
     add_reject_hook(sandbox.bare, message="release is frozen during INC-42")
     with pytest.raises(PushRejected) as caught:
         local.revert_to(deployed=sandbox.bad, target=sandbox.good, message="Roll back")
@@ -356,9 +345,7 @@ def test_force_push_retry_reuses_its_own_backup(local: GitRepo, sandbox: Sandbox
     assert sandbox.remote_head() == sandbox.good
 
 
-def test_force_push_with_a_stale_lease_is_refused(
-    cloned: GitRepo, sandbox: SandboxRepo, tmp_path: Path
-) -> None:
+def test_force_push_with_a_stale_lease_is_refused(cloned: GitRepo, sandbox: SandboxRepo, tmp_path: Path) -> None:
     deployed = cloned.fetch().sha
     hotfix = someone_pushes(sandbox, tmp_path)
     with pytest.raises(PushRejected, match="stale info"):

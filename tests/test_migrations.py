@@ -102,9 +102,7 @@ def test_statement_text_and_lines() -> None:
             kind="DROP TABLE",
             line=8,
         ),
-        MigrationRisk(
-            file="prisma/migrations/1/migration.sql", statement="TRUNCATE t", kind="TRUNCATE", line=8
-        ),
+        MigrationRisk(file="prisma/migrations/1/migration.sql", statement="TRUNCATE t", kind="TRUNCATE", line=8),
     ]
 
 
@@ -286,9 +284,7 @@ def test_scan_between_finds_the_bad_release_migration(tmp_path: Path) -> None:
     risks = scan_between(repo, older=sandbox.good, newer=sandbox.bad)
     path = "prisma/migrations/20261120_drop_legacy/migration.sql"
     assert risks == [
-        MigrationRisk(
-            file=path, statement='ALTER TABLE "orders" DROP COLUMN "legacy_ref"', kind="DROP COLUMN", line=3
-        ),
+        MigrationRisk(file=path, statement='ALTER TABLE "orders" DROP COLUMN "legacy_ref"', kind="DROP COLUMN", line=3),
         MigrationRisk(file=path, statement='DROP TABLE "audit_old"', kind="DROP TABLE", line=6),
     ]
     # The good release's own migration creates tables (with a ';' inside a string): nothing to flag.

@@ -148,6 +148,21 @@ def test_a_corrupt_dump_is_refused_and_the_live_database_is_untouched(
     assert leftovers(live) == []
 
 
+def test_a_dump_that_names_its_database_is_refused_before_it_can_write_into_it(
+    live: MySQLTestDb, tmp_path: Path
+) -> None:
+    dump = tmp_path / "all.sql"
+    with dump.open("wb") as out:
+        subprocess.run(["mysqldump", "-h127.0.0.1", "-uroot", "--databases", live.name], stdout=out, check=True)
+    wreck(live)
+    wrecked = live.contents()
+    with pytest.raises(DumpFailed, match="--databases"):
+        MySQLDatabase(live.url).verify(dump)
+    with pytest.raises(RestoreFailed, match="not touched"):
+        MySQLDatabase(live.url).restore(dump)
+    assert live.contents() == wrecked and leftovers(live) == []
+
+
 def test_a_client_connected_to_the_live_database_is_disconnected_and_the_swap_succeeds(
     live: MySQLTestDb, tmp_path: Path
 ) -> None:

@@ -51,9 +51,7 @@ def run_cli(incident: Incident, *args: str) -> int:
     return main([*args, "--config", str(incident.config_path)])
 
 
-def test_plan_shows_everything_and_changes_nothing(
-    incident: Incident, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_plan_shows_everything_and_changes_nothing(incident: Incident, capsys: pytest.CaptureFixture[str]) -> None:
     head_before, data_before = remote_head(incident), database_contents(incident.db_url)
     assert run_cli(incident, "plan", "prod") == 0
     out = capsys.readouterr().out
@@ -127,16 +125,12 @@ def test_force_push_saves_the_old_head_on_the_remote_first(
     assert run_cli(incident, "run", "prod", "--force", "--code", "force-push", "--db", "none") == 0
     repo = incident.repo
     assert remote_head(incident) == repo.good
-    refs = git(
-        Path(repo.remote_url), "for-each-ref", "--format=%(refname) %(objectname)", "refs/rollback-backup/"
-    )
+    refs = git(Path(repo.remote_url), "for-each-ref", "--format=%(refname) %(objectname)", "refs/rollback-backup/")
     assert refs.endswith(f" {repo.bad}") and refs.startswith(f"refs/rollback-backup/{repo.branch}/")
     assert "refs/rollback-backup/" in capsys.readouterr().out
 
 
-def test_a_corrupt_restore_source_fails_before_anything_changes(
-    incident: Incident, services: Services
-) -> None:
+def test_a_corrupt_restore_source_fails_before_anything_changes(incident: Incident, services: Services) -> None:
     point = services.store.latest_restore_point("prod")
     assert point is not None and point.dump_path
     Path(point.dump_path).write_bytes(b"PGDMP this is not a dump at all" * 10)
@@ -154,9 +148,7 @@ def test_a_dump_that_breaks_mid_restore_leaves_the_live_database_untouched(
     point = services.store.latest_restore_point("prod")
     assert point is not None and point.dump_path
     dump = Path(point.dump_path)
-    dump.write_bytes(
-        dump.read_bytes()[: int(dump.stat().st_size * 0.8)]
-    )  # table of contents intact, data cut
+    dump.write_bytes(dump.read_bytes()[: int(dump.stat().st_size * 0.8)])  # table of contents intact, data cut
     data = database_contents(incident.db_url)
     assert run_cli(incident, "run", "prod", "--force", "--code", "none") == 1
     out = capsys.readouterr().out
@@ -225,9 +217,7 @@ def test_two_starts_of_one_run_run_it_once(incident: Incident, services: Service
     )
 
 
-def test_failed_health_checks_can_be_retried_once_the_app_recovers(
-    incident: Incident, services: Services
-) -> None:
+def test_failed_health_checks_can_be_retried_once_the_app_recovers(incident: Incident, services: Services) -> None:
     incident.health.status = 503
     record, _ = flows.propose(services, RollbackRequest(env="prod", requested_by="alice", db="none"))
     assert flows.start(services, record.id, actor="carol").status == "failed"
@@ -239,9 +229,7 @@ def test_failed_health_checks_can_be_retried_once_the_app_recovers(
     assert services.store.lock_for("prod") is None
 
 
-def test_dry_run_checks_everything_and_changes_nothing(
-    incident: Incident, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_dry_run_checks_everything_and_changes_nothing(incident: Incident, capsys: pytest.CaptureFixture[str]) -> None:
     head, data = remote_head(incident), database_contents(incident.db_url)
     assert run_cli(incident, "run", "prod", "--force", "--dry-run") == 0
     out = capsys.readouterr().out

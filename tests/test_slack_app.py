@@ -59,13 +59,15 @@ def test_request_plan_refused_self_approval_approval_thread_and_checklist(
     modal = slack.api.open_view_for(CAROL)
     assert modal is not None
     slack.slack.view_submission(
-        user_id=CAROL, callback_id=modal.view["callback_id"],
+        user_id=CAROL,
+        callback_id=modal.view["callback_id"],
         state_values={"typed_env": {"typed_env": {"type": "plain_text_input", "value": "staging"}}},
     )
     slack.settle()
     assert remote_head(incident) == head  # the wrong name confirms nothing
     slack.slack.view_submission(
-        user_id=CAROL, callback_id=modal.view["callback_id"],
+        user_id=CAROL,
+        callback_id=modal.view["callback_id"],
         state_values={"typed_env": {"typed_env": {"type": "plain_text_input", "value": "prod"}}},
     )
     slack.settle()
@@ -93,8 +95,9 @@ def test_request_plan_refused_self_approval_approval_thread_and_checklist(
 
     updates = slack.api.messages(STATUS)
     assert updates and "roll" in updates[0].text.lower()
-    assert not any(len(word) == 40 and all(c in "0123456789abcdef" for c in word)
-                   for u in updates for word in u.text.split())
+    assert not any(
+        len(word) == 40 and all(c in "0123456789abcdef" for c in word) for u in updates for word in u.text.split()
+    )
 
 
 def test_a_double_click_starts_exactly_one_run(slack: SlackWorkspace, incident: Incident, services: Services) -> None:
@@ -107,10 +110,15 @@ def test_a_double_click_starts_exactly_one_run(slack: SlackWorkspace, incident: 
     runs = services.store.list_runs()
     assert len(runs) == 1 and runs[0].status == "succeeded"
     assert all(s.attempts <= 1 for s in services.store.steps(runs[0].id))
-    assert git(Path(incident.repo.remote_url), "rev-list", "--count", f"{incident.repo.bad}..{remote_head(incident)}") == "1"
+    assert (
+        git(Path(incident.repo.remote_url), "rev-list", "--count", f"{incident.repo.bad}..{remote_head(incident)}")
+        == "1"
+    )
 
 
-def test_a_failure_offers_retry_skip_abort_to_approvers(slack: SlackWorkspace, incident: Incident, services: Services) -> None:
+def test_a_failure_offers_retry_skip_abort_to_approvers(
+    slack: SlackWorkspace, incident: Incident, services: Services
+) -> None:
     incident.health.status = 503
     slack.slash(ALICE, "prod --db none")
     plan = slack.latest()
@@ -161,15 +169,18 @@ def test_help_status_history_and_the_modal(slack: SlackWorkspace, services: Serv
     modal = slack.api.open_view_for(ALICE)
     assert modal is not None and modal.view["callback_id"] == "rollback_options"
     slack.slack.view_submission(
-        user_id=ALICE, callback_id=modal.view["callback_id"],
+        user_id=ALICE,
+        callback_id=modal.view["callback_id"],
         state_values={
             "env": {"env": {"type": "static_select", "selected_option": {"value": "prod"}}},
-            "options": {"options": {"type": "checkboxes", "selected_options": [{"value": "dry-run"}]}},
+            "code": {"code": {"type": "static_select", "selected_option": {"value": "default"}}},
+            "options": {"options": {"type": "checkboxes", "selected_options": [{"value": "dry_run"}]}},
         },
     )
     slack.settle()
     runs = services.store.list_runs()
     assert len(runs) == 1 and runs[0].dry_run and runs[0].requested_by == ALICE
+    assert runs[0].plan["code"] == "revert"  # "the environment's default" picks the configured strategy
     slack.slash(ALICE, "history")
     assert any(runs[0].id in t for t in slack.ephemeral_texts(ALICE))
 
@@ -194,8 +205,9 @@ def test_forged_and_replayed_requests_get_401_and_malformed_ones_no_5xx(slack: S
     assert health.status_code == 200 and health.json() == {"ok": True}
 
 
-def test_no_secret_reaches_slack(slack: SlackWorkspace, incident: Incident, services: Services,
-                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_secret_reaches_slack(
+    slack: SlackWorkspace, incident: Incident, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
     secret = "Sup3r-s3cret-pw"
     monkeypatch.setenv("RB_TEST_DATABASE_URL", incident.db_url.replace("postgres@", f"postgres:{secret}@"))
     from bot.redact import register_secret
@@ -207,9 +219,34 @@ def test_no_secret_reaches_slack(slack: SlackWorkspace, incident: Incident, serv
     modal = slack.api.open_view_for(CAROL)
     assert modal is not None
     slack.slack.view_submission(
-        user_id=CAROL, callback_id=modal.view["callback_id"],
+        user_id=CAROL,
+        callback_id=modal.view["callback_id"],
         state_values={"typed_env": {"typed_env": {"type": "plain_text_input", "value": "prod"}}},
     )
     slack.settle()
     sent = json.dumps([c.args for c in slack.api.calls])
     assert secret not in sent and "xoxb-test-token" not in sent
+
+
+@pytest.mark.incident_config(update_every="1s", remind_after=("1s", "2s"), health_interval="1s")
+def test_stakeholders_hear_while_it_runs_and_open_items_are_reminded(
+    slack: SlackWorkspace, incident: Incident, services: Services
+) -> None:
+    incident.health.answer_next(503, 503)  # the app takes a few seconds to come back after the rollback
+    slack.slash(ALICE, "prod --db none")
+    plan = slack.latest()
+    slack.click(CAROL, "Confirm", message=plan)
+    assert services.store.list_runs()[0].status == "succeeded"
+    updates = [m.text for m in slack.api.messages(STATUS)]
+    assert any("in progress" in u.lower() for u in updates), updates  # the periodic update while running
+    assert "complete" in updates[-1].lower()
+
+    deadline = time.monotonic() + 15
+    reminders: list[str] = []
+    while time.monotonic() < deadline and len(reminders) < 2:
+        time.sleep(0.2)
+        reminders = [text_of(m) for m in slack.thread(plan) if "still open" in m.text]
+    assert len(reminders) == 2, reminders
+    assert "<!subteam^S0ONCALL>" in reminders[0] and "Monitor application logs" in reminders[0]
+    assert "Short-term" in reminders[0] and "Medium-term" in reminders[1]
+    assert "S0DBA" not in reminders[0]  # no database restore in this run: the DBAs are not paged

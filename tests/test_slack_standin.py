@@ -117,20 +117,11 @@ def test_concurrent_posts_get_unique_increasing_ts(api: SlackApiStandIn, client:
 def test_message_errors_are_slacks(api: SlackApiStandIn, client: WebClient) -> None:
     posted = client.chat_postMessage(channel=INC, text="x")
     user_ts = api.add_user_message(channel=INC, user="U0ENG", text="hello")
-    assert (
-        api_error(lambda: client.chat_postMessage(channel="C0NOPE", text="x"))["error"] == "channel_not_found"
-    )
+    assert api_error(lambda: client.chat_postMessage(channel="C0NOPE", text="x"))["error"] == "channel_not_found"
     assert api_error(lambda: client.chat_postMessage(channel=INC, text=""))["error"] == "no_text"
-    assert (
-        api_error(lambda: client.chat_postMessage(channel=INC, text="x" * 40_001))["error"] == "msg_too_long"
-    )
-    assert (
-        api_error(lambda: client.chat_update(channel=INC, ts="1.2", text="y"))["error"] == "message_not_found"
-    )
-    assert (
-        api_error(lambda: client.chat_update(channel=INC, ts=user_ts, text="y"))["error"]
-        == "cant_update_message"
-    )
+    assert api_error(lambda: client.chat_postMessage(channel=INC, text="x" * 40_001))["error"] == "msg_too_long"
+    assert api_error(lambda: client.chat_update(channel=INC, ts="1.2", text="y"))["error"] == "message_not_found"
+    assert api_error(lambda: client.chat_update(channel=INC, ts=user_ts, text="y"))["error"] == "cant_update_message"
     assert api_error(lambda: client.chat_postMessage(channel=INC, text="r", thread_ts="9.9"))["error"] == (
         "thread_not_found"
     )
@@ -155,9 +146,7 @@ def test_channel_names_and_dms_resolve(api: SlackApiStandIn, client: WebClient) 
 def test_token_is_required_and_checked(api: SlackApiStandIn) -> None:
     bad = WebClient(token="xoxb-wrong", base_url=api.base_url)
     assert api_error(lambda: bad.chat_postMessage(channel=INC, text="x"))["error"] == "invalid_auth"
-    anonymous = requests.post(
-        api.base_url + "chat.postMessage", data={"channel": INC, "text": "x"}, timeout=5
-    )
+    anonymous = requests.post(api.base_url + "chat.postMessage", data={"channel": INC, "text": "x"}, timeout=5)
     assert (anonymous.status_code, anonymous.json()["error"]) == (200, "not_authed")
     assert api.messages(INC) == []
 
@@ -169,9 +158,7 @@ def test_form_encoded_and_query_calls_are_understood(api: SlackApiStandIn) -> No
     )
     assert form.json()["ok"] is True
     assert api.messages(INC)[0].blocks == [section("from a form")]
-    query = requests.get(
-        api.base_url + "conversations.info", params={"token": TOKEN, "channel": INC}, timeout=5
-    )
+    query = requests.get(api.base_url + "conversations.info", params={"token": TOKEN, "channel": INC}, timeout=5)
     assert query.json()["channel"]["name"] == "inc-checkout"
     broken = requests.post(
         api.base_url + "chat.postMessage", data={"token": TOKEN, "channel": INC, "blocks": "[{"}, timeout=5
@@ -266,9 +253,7 @@ def test_block_kit_limits_are_not_off_by_one(client: WebClient) -> None:
 def test_action_ids_may_repeat_across_blocks_when_scoped_per_block() -> None:
     blocks = [section("a", accessory=button("Done", "done")), section("b", accessory=button("Done", "done"))]
     with SlackApiStandIn(action_id_scope="block") as lenient:
-        assert WebClient(token=TOKEN, base_url=lenient.base_url).chat_postMessage(
-            channel=INC, text="t", blocks=blocks
-        )
+        assert WebClient(token=TOKEN, base_url=lenient.base_url).chat_postMessage(channel=INC, text="t", blocks=blocks)
 
 
 # -- rate limits and injected failures --------------------------------------------------------------
@@ -300,10 +285,7 @@ def test_fail_next_injects_any_error(api: SlackApiStandIn, client: WebClient) ->
     api.fail_next("chat.update", "cant_update_message", times=2)
     ts = client.chat_postMessage(channel=INC, text="x")["ts"]
     for _ in range(2):
-        assert (
-            api_error(lambda: client.chat_update(channel=INC, ts=ts, text="y"))["error"]
-            == "cant_update_message"
-        )
+        assert api_error(lambda: client.chat_update(channel=INC, ts=ts, text="y"))["error"] == "cant_update_message"
     assert client.chat_update(channel=INC, ts=ts, text="y")["ok"] is True
 
 
@@ -331,15 +313,10 @@ def test_views_open_needs_a_fresh_trigger(api: SlackApiStandIn, client: WebClien
     assert opened["callback_id"] == "confirm_env" and opened["id"].startswith("V")
     assert [(v.user_id, v.title) for v in api.opened_views()] == [("U0ADA", "Confirm rollback")]
     assert "Type the environment name: [ plain_text_input ]" in api.render_view(opened["id"])
-    assert (
-        api_error(lambda: client.views_open(trigger_id=fresh, view=MODAL))["error"] == "exchanged_trigger_id"
-    )
+    assert api_error(lambda: client.views_open(trigger_id=fresh, view=MODAL))["error"] == "exchanged_trigger_id"
     stale = api.make_trigger_id(user_id="U0ADA", age=3.5)
     assert api_error(lambda: client.views_open(trigger_id=stale, view=MODAL))["error"] == "expired_trigger_id"
-    assert (
-        api_error(lambda: client.views_open(trigger_id="123.456.abc", view=MODAL))["error"]
-        == "invalid_trigger_id"
-    )
+    assert api_error(lambda: client.views_open(trigger_id="123.456.abc", view=MODAL))["error"] == "invalid_trigger_id"
     long_title = {**MODAL, "title": {"type": "plain_text", "text": "t" * 25}}
     data = api_error(lambda: client.views_open(trigger_id=api.make_trigger_id(), view=long_title))
     assert data["error"] == "invalid_arguments" and "[json-pointer:/view/title/text]" in data["errors"][0]
@@ -347,9 +324,7 @@ def test_views_open_needs_a_fresh_trigger(api: SlackApiStandIn, client: WebClien
 
 def test_views_update_push_and_publish(api: SlackApiStandIn, client: WebClient) -> None:
     view = client.views_open(trigger_id=api.make_trigger_id(user_id="U0ADA"), view=MODAL)["view"]
-    updated = client.views_update(
-        view_id=view["id"], hash=view["hash"], view={**MODAL, "private_metadata": "p"}
-    )
+    updated = client.views_update(view_id=view["id"], hash=view["hash"], view={**MODAL, "private_metadata": "p"})
     assert updated["view"]["private_metadata"] == "p"
     stale_hash = lambda: client.views_update(view_id=view["id"], hash=view["hash"], view=MODAL)  # noqa: E731
     assert api_error(stale_hash)["error"] == "hash_conflict"
@@ -364,9 +339,7 @@ def test_views_update_push_and_publish(api: SlackApiStandIn, client: WebClient) 
     published = api.published_home("U0ADA")
     assert published is not None and published.publish_count == 2
     assert "[ Refresh ]" in api.render_home("U0ADA")
-    assert (
-        api_error(lambda: client.views_publish(user_id="U0ADA", view=MODAL))["error"] == "invalid_arguments"
-    )
+    assert api_error(lambda: client.views_publish(user_id="U0ADA", view=MODAL))["error"] == "invalid_arguments"
     assert api_error(lambda: client.views_publish(user_id="U0NOBODY", view=home))["error"] == "user_not_found"
 
 
@@ -396,9 +369,7 @@ def test_render_channel_reads_like_slack(api: SlackApiStandIn, client: WebClient
             },
             {
                 "type": "context",
-                "elements": [
-                    {"type": "mrkdwn", "text": "Approvers: <!subteam^S0ONCALL|@oncall> in <#C0STATUS>"}
-                ],
+                "elements": [{"type": "mrkdwn", "text": "Approvers: <!subteam^S0ONCALL|@oncall> in <#C0STATUS>"}],
             },
             {"type": "actions", "elements": [button("Confirm", "confirm"), button("Cancel", "cancel")]},
         ],
@@ -423,9 +394,7 @@ rollback-bot:
             ✅ Pre-rollback dump taken: prod-20240101.dump (12 MB)
 """
     assert api.render_channel(INC) == expected
-    assert "rollback-bot (only visible to Ada):\n    Only you can see this" in api.render_channel(
-        INC, for_user="U0ADA"
-    )
+    assert "rollback-bot (only visible to Ada):\n    Only you can see this" in api.render_channel(INC, for_user="U0ADA")
 
 
 # -- response_url ---------------------------------------------------------------------------------------
@@ -549,17 +518,13 @@ def bolt(api: SlackApiStandIn) -> Iterator[tuple[SlackRequestSender, list[dict[s
     server.server_close()
 
 
-def test_bolt_app_round_trip(
-    api: SlackApiStandIn, bolt: tuple[SlackRequestSender, list[dict[str, Any]]]
-) -> None:
+def test_bolt_app_round_trip(api: SlackApiStandIn, bolt: tuple[SlackRequestSender, list[dict[str, Any]]]) -> None:
     sender, seen = bolt
     assert sender.slash_command(user_id="U0ENG", text="prod", channel_id=INC).status_code == 200
     assert [e.text for e in api.ephemerals(INC, user="U0ENG")] == ["Planning a rollback of prod…"]
     plan = wait_for(lambda: api.messages(INC))[0]
 
-    click = sender.block_action(
-        user_id="U0ADA", action_id="confirm", value="run-1", channel_id=INC, message_ts=plan.ts
-    )
+    click = sender.block_action(user_id="U0ADA", action_id="confirm", value="run-1", channel_id=INC, message_ts=plan.ts)
     assert click.status_code == 200
     wait_for(lambda: api.messages(INC)[0].text.startswith("Confirmed"))
     body = seen[-1]
@@ -588,13 +553,8 @@ def test_bolt_refuses_forged_and_replayed_requests(
 ) -> None:
     sender, seen = bolt
     body = urlencode({"command": "/rollback", "text": "prod", "user_id": "U0ENG", "channel_id": INC}).encode()
-    assert (
-        sender.post(body, "application/x-www-form-urlencoded", signature="v0=" + "0" * 64).status_code == 401
-    )
-    assert (
-        sender.post(body, "application/x-www-form-urlencoded", timestamp=int(time.time()) - 301).status_code
-        == 401
-    )
+    assert sender.post(body, "application/x-www-form-urlencoded", signature="v0=" + "0" * 64).status_code == 401
+    assert sender.post(body, "application/x-www-form-urlencoded", timestamp=int(time.time()) - 301).status_code == 401
     assert sender.url_verification("challenge-123").json() == {"challenge": "challenge-123"}
     assert sender.slash_command(
         user_id="U0ENG", text="prod", channel_id=INC, retry_num=1, retry_reason="http_timeout"

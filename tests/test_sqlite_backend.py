@@ -37,7 +37,7 @@ def test_dump_writes_a_verified_self_contained_copy(tmp_path: Path) -> None:
     messages: list[str] = []
     info = backend.dump(tmp_path / "dumps" / "good.db", progress=messages.append)
 
-    assert info.verified and info.entries == 5  # two tables, an index, a view, sqlite_sequence excluded
+    assert info.verified and info.entries == 4  # two tables, an index and a view (not sqlite_sequence)
     assert info.size_bytes == info.path.stat().st_size > 0
     assert files(tmp_path / "dumps") == ["good.db"]  # no .partial, no -wal beside the dump
     assert sqlite_contents(info.path) == sqlite_contents(live)

@@ -41,9 +41,7 @@ def _run(store: Store, env: str = "prod") -> str:
         "target": {"sha": "a" * 40},
         "url": "postgresql://app:hunter22@db/app",
     }
-    return store.create_run(
-        env=env, requested_by="U1", source="cli", plan=plan, plan_hash="h", dry_run=False
-    ).id
+    return store.create_run(env=env, requested_by="U1", source="cli", plan=plan, plan_hash="h", dry_run=False).id
 
 
 def test_runs_are_recorded_with_secrets_masked(store: Store) -> None:
@@ -111,9 +109,7 @@ def test_step_journal_claims_once_and_allows_retry_after_failure(store: Store) -
     store.init_steps(run_id, ["safety", "code"])
     assert store.claim_step(run_id, "safety")
     assert not store.claim_step(run_id, "safety")  # already running
-    store.finish_step(
-        run_id, "safety", status="failed", summary="remote down", details={"x": "mysql://u:pw1234@h/d"}
-    )
+    store.finish_step(run_id, "safety", status="failed", summary="remote down", details={"x": "mysql://u:pw1234@h/d"})
     assert store.claim_step(run_id, "safety")  # retry
     store.finish_step(run_id, "safety", status="ok", summary="fine")
     assert not store.claim_step(run_id, "safety")

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO
 
 from bot.backends.base import Progress
-from bot.errors import ToolMissing
+from bot.errors import DumpFailed, ToolMissing
 from bot.redact import redact
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,11 @@ def run_tool(
         raise ToolMissing(
             f"{name} is not installed or not on the bot's PATH; nothing was changed",
             hint=f"install the {name} client tool (same major version as the server or newer) and retry",
+        ) from None
+    except OSError as exc:
+        raise ToolMissing(
+            f"cannot run {name}: {exc.strerror}; nothing was changed",
+            hint=f"check that {name} on the bot's PATH is an executable the bot may run",
         ) from None
     assert proc.stderr is not None
     lines: queue.Queue[str | None] = queue.Queue()
@@ -216,9 +221,15 @@ def fsync_path(path: Path) -> None:
 
 def publish(partial: Path, dest: Path) -> None:
     """Give a verified dump its final name, durably."""
-    fsync_path(partial)
-    os.replace(partial, dest)
-    fsync_path(dest.parent)
+    try:
+        fsync_path(partial)
+        os.replace(partial, dest)
+        fsync_path(dest.parent)
+    except OSError as exc:
+        raise DumpFailed(
+            f"could not save the verified dump as {dest}: {exc.strerror}; it is still at {partial}",
+            hint="check the backup directory (space, permissions), then move the file there by hand",
+        ) from None
 
 
 def human_size(size: float) -> str:
@@ -245,3 +256,43 @@ def human_duration(seconds: float) -> str:
         return f"{minutes}m{seconds:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m"
+
+
+def one_line(exc: BaseException, *, limit: int = 400) -> str:
+    """An exception as one redacted line, for a message a human reads."""
+    text = " ".join(str(a) for a in exc.args) if len(exc.args) > 1 else str(exc)
+    return " ".join(redact(text.strip() or type(exc).__name__).split())[:limit]
+
+
+def prepare_dest(dest: Path) -> Path:
+    """Make room for a dump at `dest`; return the .partial path it is written to until verified."""
+    partial = partial_path(dest)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        partial.unlink(missing_ok=True)
+    except OSError as exc:
+        raise DumpFailed(
+            f"cannot write to {dest.parent}: {exc.strerror}; no dump was taken",
+            hint="check the backup directory exists and the bot may write to it",
+        ) from None
+    return partial
+
+
+RETRY_HINT = "use another restore point, or take a new dump"
+
+
+def dump_file_size(path: Path, shown: str) -> int:
+    """The size of a dump file that exists and is not empty; DumpFailed otherwise."""
+    if not path.is_file():
+        raise DumpFailed(f"{path}: no such dump file", hint="check the path, or take a new dump")
+    size = path.stat().st_size
+    if size == 0:
+        raise DumpFailed(f"{shown} is empty (0 bytes): it was never written completely", hint=RETRY_HINT)
+    return size
+
+
+def no_objects(shown: str) -> DumpFailed:
+    return DumpFailed(
+        f"{shown} is readable but holds no tables (was the database empty?)",
+        hint="restoring it would leave an empty database; " + RETRY_HINT,
+    )

@@ -22,12 +22,16 @@ from bot.backends import mysql_objects as objs
 from bot.backends.base import DumpInfo, Progress, RestoreResult, no_progress
 from bot.backends.dbtools import (
     DEFAULT_TOOL_TIMEOUT_S,
+    RETRY_HINT,
     Reporter,
+    dump_file_size,
     file_size,
     fit_name,
     human_duration,
     human_size,
-    partial_path,
+    no_objects,
+    one_line,
+    prepare_dest,
     publish,
     run_tool,
     stamp,
@@ -39,6 +43,7 @@ from bot.redact import redact, register_secret
 NAME_MAX = 64  # MySQL identifiers: 64 characters; counting bytes keeps multibyte names safe too
 _TRAILER = b"-- Dump completed"
 _OBJECT_MARKERS = (b"-- Table structure for table ", b"-- Final view structure for view ")
+_NAMES_A_DATABASE = (b"USE ", b"CREATE DATABASE ")
 # URL query parameters we understand, and their option-file names.
 _QUERY_OPTIONS = {"ssl_ca": "ssl-ca", "ssl_cert": "ssl-cert", "ssl_key": "ssl-key", "unix_socket": "socket"}
 
@@ -106,22 +111,14 @@ class MySQLDatabase:
         except pymysql.MySQLError as exc:
             cls = DumpFailed if state else DatabaseError
             raise cls(
-                f"cannot connect to {self.describe()}: {_why(exc)}" + (f"; {state}" if state else ""),
+                f"cannot connect to {self.describe()}: {one_line(exc)}" + (f"; {state}" if state else ""),
                 hint="check that the server is up and that the URL's user, password and database are right",
             ) from None
 
     def dump(self, dest: Path, *, progress: Progress = no_progress) -> DumpInfo:
         say = Reporter(progress)
         dest = Path(dest).absolute()
-        partial = partial_path(dest)
-        try:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            partial.unlink(missing_ok=True)
-        except OSError as exc:
-            raise DumpFailed(
-                f"cannot write to {dest.parent}: {exc.strerror}; no dump was taken",
-                hint="check the backup directory exists and the bot may write to it",
-            ) from None
+        partial = prepare_dest(dest)
         done = 0
 
         def on_line(line: str) -> None:
@@ -202,7 +199,7 @@ class MySQLDatabase:
                 objs.run(conn, objs.create_database(shadow, cs, collation))
             except pymysql.MySQLError as exc:
                 raise RestoreFailed(
-                    f"could not create the shadow database {shadow}: {_why(exc)}; {untouched}",
+                    f"could not create the shadow database {shadow}: {one_line(exc)}; {untouched}",
                     hint=f"the bot's user needs CREATE and DROP on databases named {self.name}_*",
                 ) from None
         swapped = False
@@ -241,7 +238,7 @@ class MySQLDatabase:
                     for t in objs.tables(conn, self.name)
                 }
         except pymysql.MySQLError as exc:
-            raise DatabaseError(f"cannot read {self.describe()}: {_why(exc)}") from None
+            raise DatabaseError(f"cannot read {self.describe()}: {one_line(exc)}") from None
 
     # --- internals ------------------------------------------------------------------------------
 
@@ -265,9 +262,11 @@ class MySQLDatabase:
         try:
             conn = self._connect(None, timeout_s=self.connect_timeout_s)
         except pymysql.MySQLError as exc:
-            raise RestoreFailed(f"cannot connect to {self.describe()}: {_why(exc)}; {state}") from None
+            raise RestoreFailed(f"cannot connect to {self.describe()}: {one_line(exc)}; {state}") from None
         try:
             yield conn
+        except pymysql.MySQLError as exc:  # whatever the step did not explain itself
+            raise RestoreFailed(f"database error on {self.describe()}: {one_line(exc)}; {state}") from None
         finally:
             with suppress(Exception):
                 conn.close()
@@ -275,7 +274,8 @@ class MySQLDatabase:
     @contextmanager
     def _defaults_file(self) -> Iterator[str]:
         """A private option file with the credentials, removed as soon as the tool is done."""
-        lines = ["[client]", f"host={_quote(self.host)}", f"port={self.port}"]
+        # utf8mb4 spelled out: under the C locale the tools would otherwise guess latin1.
+        lines = ["[client]", f"host={_quote(self.host)}", f"port={self.port}", "default-character-set=utf8mb4"]
         if self.user:
             lines.append(f"user={_quote(self.user)}")
         if self._password is not None:
@@ -290,10 +290,20 @@ class MySQLDatabase:
         # Only the mysql client knows connect-timeout (mysqldump would refuse it), hence its own group;
         # dump() checks the server answers, with a timeout, before mysqldump gets a chance to hang.
         lines += ["[mysql]", f"connect-timeout={max(2, int(self.connect_timeout_s))}"]
-        fd, path = tempfile.mkstemp(prefix="rollback-bot-", suffix=".cnf")  # created 0600
+        problem = DatabaseError(
+            "cannot write a private option file for the MySQL tools; nothing was changed",
+            hint="check the temporary directory (TMPDIR) has space and is writable",
+        )
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write("\n".join(lines) + "\n")
+            fd, path = tempfile.mkstemp(prefix="rollback-bot-", suffix=".cnf")  # created 0600
+        except OSError:
+            raise problem from None
+        try:
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                    handle.write("\n".join(lines) + "\n")
+            except OSError:
+                raise problem from None
             yield path
         finally:
             with suppress(OSError):
@@ -309,25 +319,35 @@ class MySQLDatabase:
 
     def _verify(self, path: Path, *, shown_as: str = "") -> DumpInfo:
         shown = shown_as or path.name
-        hint = "use another restore point, or take a new dump"
-        if not path.is_file():
-            raise DumpFailed(f"{path}: no such dump file", hint="check the path, or take a new dump")
-        size = path.stat().st_size
-        if size == 0:
-            raise DumpFailed(f"{shown} is empty (0 bytes): it was never written completely", hint=hint)
+        size = dump_file_size(path, shown)
+        try:
+            return self._scan(path, shown, size)
+        except OSError as exc:
+            raise DumpFailed(f"cannot read {shown}: {exc.strerror}", hint=RETRY_HINT) from None
+
+    def _scan(self, path: Path, shown: str, size: int) -> DumpInfo:
         with path.open("rb") as handle:
             handle.seek(max(0, size - 4096))
             if _TRAILER not in handle.read():
                 raise DumpFailed(
-                    f"{shown} is incomplete: it lacks mysqldump's closing '-- Dump completed' line", hint=hint
+                    f"{shown} is incomplete: it lacks mysqldump's closing '-- Dump completed' line",
+                    hint=RETRY_HINT,
                 )
             handle.seek(0)
-            entries = sum(1 for line in handle if line.startswith(_OBJECT_MARKERS))
+            entries = 0
+            for line in handle:
+                if line.startswith(_OBJECT_MARKERS):
+                    entries += 1
+                elif line.startswith(_NAMES_A_DATABASE):
+                    # Made with --databases/--all-databases: it would write straight into the database it
+                    # names (the live one) instead of the shadow, so it is refused rather than "restored".
+                    raise DumpFailed(
+                        f"{shown} names its database (it was made with --databases or --all-databases),"
+                        " so it cannot be restored aside",
+                        hint="use a dump of the one database without --databases (as the bot makes them)",
+                    )
         if entries == 0:
-            raise DumpFailed(
-                f"{shown} is complete but holds no tables or views (was the database empty?)",
-                hint="restoring it would leave an empty database; " + hint,
-            )
+            raise no_objects(shown)
         return DumpInfo(path=path, size_bytes=size, entries=entries, verified=True)
 
     def _free_name(self, conn: Any, suffix: str) -> str:
@@ -361,67 +381,17 @@ class MySQLDatabase:
             )
 
     def _swap(self, shadow: str, charset: tuple[str, str], say: Reporter) -> tuple[str, int, list[str]]:
-        live = self.name
-        untouched = f"the live database {live} was not touched"
-        with self._admin(untouched) as conn:
-            try:
-                new = objs.capture(conn, shadow)
-                old = objs.capture(conn, live)
-                objs.drop(conn, shadow, new.views + new.triggers)
-                live_tables, new_tables = objs.tables(conn, live), objs.tables(conn, shadow)
-                kept = self._free_name(conn, f"_before_rollback_{stamp()}")
-                objs.run(conn, objs.create_database(kept, *charset))
-                say.say(f"switching: closing connections to {live}")
-                killed = objs.kill_sessions(conn, [live, shadow], timeout_s=self.swap_timeout_s)
-                objs.run(conn, "SET SESSION lock_wait_timeout = %s", (max(1, int(self.swap_timeout_s)),))
-            except pymysql.MySQLError as exc:
-                raise RestoreFailed(
-                    f"could not prepare the switch: {_why(exc)}; {untouched}",
-                    hint="the bot's user needs SHOW VIEW, TRIGGER, EVENT and CREATE ROUTINE on the database",
-                ) from None
-            try:
-                objs.drop(conn, live, old.triggers + old.views)  # they cannot move with the tables
-                if live_tables or new_tables:
-                    statement = objs.rename_statement(
-                        live=live, kept=kept, shadow=shadow, live_tables=live_tables, new_tables=new_tables
-                    )
-                    objs.run(conn, statement)  # atomic: every table moves, or none does
-            except pymysql.MySQLError as exc:
-                raise RestoreFailed(
-                    f"could not switch {live} to the restored data: {_why(exc)};"
-                    f" {self._undo(conn, old, kept)}; the restored copy was dropped",
-                    hint="retry when the sessions using it are gone (or stop the app first)",
-                ) from None
-            say.say(f"switched: {live} now holds the restored tables; previous tables are in {kept}")
-            # From here on the data swap has happened: failures are reported, never undone.
-            try:
-                objs.drop(conn, live, old.routines + old.events)
-                failed = objs.create(conn, live, new.routines + new.views + new.triggers + new.events)
-                leftovers = old.routines + old.views + old.triggers + old.events
-                warnings = [
-                    f"not copied to {kept}: {f}" for f in objs.create(conn, kept, leftovers, disable_events=True)
-                ]
-                objs.run(conn, f"DROP DATABASE IF EXISTS {objs.q(shadow)}")
-            except pymysql.MySQLError as exc:
-                failed = [_why(exc)]
-        if failed:
-            raise RestoreFailed(
-                f"{live} holds the restored tables (previous data kept as {kept}) but its views, triggers,"
-                f" routines or events are not all back: {'; '.join(failed[:5])}",
-                hint="recreate the missing ones by hand from the dump, then check the application",
+        with self._admin(f"the live database {self.name} was not touched") as conn:
+            kept = self._free_name(conn, f"_before_rollback_{stamp()}")
+            return objs.swap_in(
+                conn,
+                live=self.name,
+                shadow=shadow,
+                kept=kept,
+                charset=charset,
+                timeout_s=self.swap_timeout_s,
+                say=say.say,
             )
-        return kept, killed, warnings
-
-    def _undo(self, conn: Any, old: objs.Objects, kept: str) -> str:
-        """Put back the views and triggers dropped before a RENAME that failed; say what state that is."""
-        try:
-            lost = objs.create(conn, self.name, old.views + old.triggers, skip_existing=True)
-            objs.run(conn, f"DROP DATABASE IF EXISTS {objs.q(kept)}")
-        except pymysql.MySQLError as exc:
-            return f"{self.name} has its tables as they were but may miss views or triggers ({_why(exc)})"
-        if lost:
-            return f"{self.name} has its tables as they were but misses: {'; '.join(lost)}"
-        return f"{self.name} is as it was"
 
     def _drop_quietly(self, shadow: str, say: Reporter) -> None:
         try:
@@ -435,8 +405,3 @@ def _quote(value: str) -> str:
     """A value for a MySQL option file: double-quoted, with the escapes the option parser knows."""
     escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
     return f'"{escaped}"'
-
-
-def _why(exc: BaseException) -> str:
-    text = redact(" ".join(str(a) for a in exc.args) if exc.args else str(exc)) or type(exc).__name__
-    return " ".join(text.split())[:400]

@@ -18,12 +18,16 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
 import pymysql
 import pymysql.charset
+
+from bot.backends.dbtools import one_line
+from bot.errors import RestoreFailed
 
 TABLE_TYPES = ("BASE TABLE", "SEQUENCE", "SYSTEM VERSIONED")  # what RENAME TABLE can move between databases
 _WORD = re.compile(r"^\w+$")
@@ -245,3 +249,77 @@ def rename_statement(*, live: str, kept: str, shadow: str, live_tables: list[str
     moves = [f"{q(live)}.{q(t)} TO {q(kept)}.{q(t)}" for t in live_tables]
     moves += [f"{q(shadow)}.{q(t)} TO {q(live)}.{q(t)}" for t in new_tables]
     return "RENAME TABLE " + ", ".join(moves)
+
+
+def swap_in(
+    conn: Any,
+    *,
+    live: str,
+    shadow: str,
+    kept: str,
+    charset: tuple[str, str],
+    timeout_s: float,
+    say: Callable[[str], None],
+) -> tuple[str, int, list[str]]:
+    """Move live's tables to `kept` and the shadow's into live; return (kept, sessions killed, warnings).
+
+    Raises RestoreFailed saying what state things are in: before the RENAME everything is undone;
+    after it the data swap stands and only what is missing is reported.
+    """
+    untouched = f"the live database {live} was not touched"
+    try:
+        new = capture(conn, shadow)
+        old = capture(conn, live)
+        drop(conn, shadow, new.views + new.triggers)
+        live_tables, new_tables = tables(conn, live), tables(conn, shadow)
+        run(conn, create_database(kept, *charset))
+        say(f"switching: closing connections to {live}")
+        killed = kill_sessions(conn, [live, shadow], timeout_s=timeout_s)
+        run(conn, "SET SESSION lock_wait_timeout = %s", (max(1, int(timeout_s)),))
+    except pymysql.MySQLError as exc:
+        raise RestoreFailed(
+            f"could not prepare the switch: {one_line(exc)}; {untouched}",
+            hint="the bot's user needs SHOW VIEW, TRIGGER, EVENT and CREATE ROUTINE on the database",
+        ) from None
+    try:
+        drop(conn, live, old.triggers + old.views)  # they cannot move with the tables
+        if live_tables or new_tables:
+            statement = rename_statement(
+                live=live, kept=kept, shadow=shadow, live_tables=live_tables, new_tables=new_tables
+            )
+            run(conn, statement)  # atomic: every table moves, or none does
+    except pymysql.MySQLError as exc:
+        raise RestoreFailed(
+            f"could not switch {live} to the restored data: {one_line(exc)}; {_undo(conn, live, old, kept)};"
+            " the restored copy was dropped",
+            hint="retry when the sessions using it are gone (or stop the app first)",
+        ) from None
+    say(f"switched: {live} now holds the restored tables; previous tables are in {kept}")
+    # From here on the data swap has happened: failures are reported, never undone.
+    try:
+        drop(conn, live, old.routines + old.events)
+        failed = create(conn, live, new.routines + new.views + new.triggers + new.events)
+        leftovers = old.routines + old.views + old.triggers + old.events
+        warnings = [f"not copied to {kept}: {f}" for f in create(conn, kept, leftovers, disable_events=True)]
+        run(conn, f"DROP DATABASE IF EXISTS {q(shadow)}")
+    except pymysql.MySQLError as exc:
+        failed = [one_line(exc)]
+    if failed:
+        raise RestoreFailed(
+            f"{live} holds the restored tables (previous data kept as {kept}) but its views, triggers,"
+            f" routines or events are not all back: {'; '.join(failed[:5])}",
+            hint="recreate the missing ones by hand from the dump, then check the application",
+        )
+    return kept, killed, warnings
+
+
+def _undo(conn: Any, live: str, old: Objects, kept: str) -> str:
+    """Put back the views and triggers dropped before a RENAME that failed; say what state that is."""
+    try:
+        lost = create(conn, live, old.views + old.triggers, skip_existing=True)
+        run(conn, f"DROP DATABASE IF EXISTS {q(kept)}")
+    except pymysql.MySQLError as exc:
+        return f"{live} has its tables as they were but may miss views or triggers ({one_line(exc)})"
+    if lost:
+        return f"{live} has its tables as they were but misses: {'; '.join(lost)}"
+    return f"{live} is as it was"

@@ -17,19 +17,22 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import psycopg
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import make_conninfo
 
 from bot.backends import postgres_admin as admin
 from bot.backends.base import DumpInfo, Progress, RestoreResult, no_progress
 from bot.backends.dbtools import (
     DEFAULT_TOOL_TIMEOUT_S,
+    RETRY_HINT,
     Reporter,
     ToolRun,
+    dump_file_size,
     file_size,
     human_duration,
     human_size,
-    partial_path,
+    no_objects,
+    one_line,
+    prepare_dest,
     publish,
     run_tool,
     stamp,
@@ -43,7 +46,6 @@ log = logging.getLogger(__name__)
 _RESTORE_STEP = re.compile(r"^pg_restore: (creating|processing data for|executing|processing item) (.*)$")
 _DUMP_TABLE = re.compile(r'^pg_dump: dumping contents of table "(.*)"$')
 _TOC_LINE = re.compile(r"^\d+; \d+ \d+ ")
-_SECRET_PARAMS = ("password", "sslpassword")
 
 
 class PostgresDatabase:
@@ -71,7 +73,7 @@ class PostgresDatabase:
         truncated archive still lists its table of contents happily. `jobs` > 1 restores in parallel.
         """
         register_secret(url)  # whatever happens next, this URL's password is masked everywhere
-        params = _parse_url(url)
+        params = admin.parse_url(url)
         self.name = params["dbname"]
         self._password = params.pop("password", None)
         self._params = params
@@ -102,22 +104,14 @@ class PostgresDatabase:
                 conn.execute("SELECT 1")
         except psycopg.Error as exc:
             raise DatabaseError(
-                f"cannot connect to {self.describe()}: {_why(exc)}",
+                f"cannot connect to {self.describe()}: {one_line(exc)}",
                 hint="check that the server is up and that the URL's user, password and database are right",
             ) from None
 
     def dump(self, dest: Path, *, progress: Progress = no_progress) -> DumpInfo:
         say = Reporter(progress)
         dest = Path(dest).absolute()
-        partial = partial_path(dest)
-        try:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            partial.unlink(missing_ok=True)
-        except OSError as exc:
-            raise DumpFailed(
-                f"cannot write to {dest.parent}: {exc.strerror}; no dump was taken",
-                hint="check the backup directory exists and the bot may write to it",
-            ) from None
+        partial = prepare_dest(dest)
         tables = 0
 
         def on_line(line: str) -> None:
@@ -186,7 +180,7 @@ class PostgresDatabase:
                 warnings = admin.create_shadow(conn, shadow, live)
             except psycopg.Error as exc:
                 raise RestoreFailed(
-                    f"could not create the shadow database {shadow}: {_why(exc)}; {untouched}",
+                    f"could not create the shadow database {shadow}: {one_line(exc)}; {untouched}",
                     hint="the bot's role needs CREATEDB (and ownership of the live database) to restore",
                 ) from None
 
@@ -226,18 +220,9 @@ class PostgresDatabase:
         """Row count of every user table, as {"schema.table": rows}."""
         try:
             with self._connect(self.name, timeout_s=self.connect_timeout_s) as conn:
-                tables = conn.execute(
-                    "SELECT schemaname, tablename FROM pg_tables"
-                    " WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2"
-                ).fetchall()
-                counts: dict[str, int] = {}
-                for schema, table in tables:
-                    query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, table))
-                    row = conn.execute(query).fetchone()
-                    counts[f"{schema}.{table}"] = int(row[0]) if row else 0
-                return counts
+                return admin.table_counts(conn)
         except psycopg.Error as exc:
-            raise DatabaseError(f"cannot read {self.describe()}: {_why(exc)}") from None
+            raise DatabaseError(f"cannot read {self.describe()}: {one_line(exc)}") from None
 
     # --- internals ------------------------------------------------------------------------------
 
@@ -264,21 +249,20 @@ class PostgresDatabase:
             conn = self._connect(self.maintenance_db, timeout_s=self.connect_timeout_s)
         except psycopg.Error as exc:
             raise RestoreFailed(
-                f"cannot connect to the maintenance database {self.maintenance_db}: {_why(exc)}; {state}",
+                f"cannot connect to the maintenance database {self.maintenance_db}: {one_line(exc)}; {state}",
                 hint="the bot's role needs CONNECT on it (or configure another maintenance database)",
             ) from None
         with conn:
-            conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{int(self.swap_timeout_s * 1000)}ms",))
-            yield conn
+            try:
+                conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{int(self.swap_timeout_s * 1000)}ms",))
+                yield conn
+            except psycopg.Error as exc:  # whatever the step did not explain itself
+                raise RestoreFailed(f"database error on {self.describe()}: {one_line(exc)}; {state}") from None
 
     def _toc(self, path: Path, *, shown_as: str = "") -> list[str]:
         """The archive's table of contents (one line per object); DumpFailed if unreadable or empty."""
         shown = shown_as or path.name
-        hint = "use another restore point, or take a new dump"
-        if not path.is_file():
-            raise DumpFailed(f"{path}: no such dump file", hint="check the path, or take a new dump")
-        if path.stat().st_size == 0:
-            raise DumpFailed(f"{shown} is empty (0 bytes): it was never written completely", hint=hint)
+        dump_file_size(path, shown)
         run = run_tool(
             ["pg_restore", "--list", str(path)],
             env=self._env(),
@@ -286,13 +270,10 @@ class PostgresDatabase:
             capture_stdout=True,
         )
         if not run.ok:
-            raise DumpFailed(f"{shown} is not a readable pg_dump archive ({run.why()})", hint=hint)
+            raise DumpFailed(f"{shown} is not a readable pg_dump archive ({run.why()})", hint=RETRY_HINT)
         toc = [line for line in run.stdout.splitlines() if _TOC_LINE.match(line)]
         if not toc:
-            raise DumpFailed(
-                f"{shown} is a valid archive but holds no objects (was the database empty?)",
-                hint="restoring it would leave an empty database; " + hint,
-            )
+            raise no_objects(shown)
         return toc
 
     def _verify(self, path: Path, *, deep: bool, shown_as: str = "") -> DumpInfo:
@@ -320,12 +301,7 @@ class PostgresDatabase:
         me, _ = admin.current_role(conn)
         if self.keep_owners is not None:
             return (not self.keep_owners, "as in the dump" if self.keep_owners else f"owned by {me}")
-        owners = set()
-        for line in toc:
-            head, _, owner = line.rpartition(" ")
-            if head and owner:  # an entry with no owner ends in a space: nothing to assign
-                owners.add(owner)
-        missing = admin.can_assign_owners(conn, owners)
+        missing = admin.can_assign_owners(conn, admin.owners_in_toc(toc))
         if missing:
             return True, f"owned by {me} (cannot assign the dump's owners: {', '.join(missing[:5])})"
         return False, "as in the dump"
@@ -370,7 +346,7 @@ class PostgresDatabase:
                 conn.execute("SET statement_timeout = 0")
                 conn.execute("ANALYZE")
         except psycopg.Error as exc:
-            return [f"ANALYZE of the restored data failed ({_why(exc)}); autovacuum will catch up"]
+            return [f"ANALYZE of the restored data failed ({one_line(exc)}); autovacuum will catch up"]
         return []
 
     def _swap(self, shadow: str, say: Reporter) -> tuple[str, int]:
@@ -396,7 +372,7 @@ class PostgresDatabase:
                 if isinstance(exc, admin.SessionsRemain):
                     why = f"sessions would not close: {'; '.join(exc.sessions[:5])}"
                 else:
-                    why = _why(exc)
+                    why = one_line(exc)
                 if self._swapped_anyway(shadow, kept):  # e.g. the reply to COMMIT was lost
                     return kept, 0
                 self._reenable(live)
@@ -406,6 +382,10 @@ class PostgresDatabase:
                     hint="retry when the sessions are gone (or stop the app first); the bot's role must own"
                     f" {live} and be allowed to terminate its sessions",
                 ) from None
+            except BaseException:  # interrupted: never leave the live database refusing connections
+                if not self._swapped_anyway(shadow, kept):
+                    self._reenable(live)
+                raise
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _swapped_anyway(self, shadow: str, kept: str) -> bool:
@@ -426,38 +406,6 @@ class PostgresDatabase:
                 admin.drop_database(conn, shadow)
         except Exception as exc:
             say.say(f"could not drop the shadow database {shadow} ({redact(str(exc))}): drop it by hand")
-
-
-def _parse_url(url: str) -> dict[str, str]:
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme.split("+")[0] not in ("postgresql", "postgres"):
-        raise DatabaseError(
-            "the database URL is not a postgresql:// URL",
-            hint="use postgresql://user:password@host:port/dbname",
-        )
-    try:
-        params = {k: str(v) for k, v in conninfo_to_dict(f"postgresql://{rest}").items() if v is not None}
-    except psycopg.Error as exc:
-        raise DatabaseError(
-            f"the database URL cannot be read: {_why(exc)}",
-            hint="use postgresql://user:password@host:port/dbname (percent-encode special characters)",
-        ) from None
-    if "sslpassword" in params:
-        raise DatabaseError(
-            "the database URL carries sslpassword, which the bot cannot pass to pg_dump without putting it"
-            " on a command line",
-            hint="use an unencrypted client key readable only by the bot, or a libpq service file",
-        )
-    if not params.get("dbname"):
-        raise DatabaseError("the database URL names no database", hint="end it with /dbname")
-    for key in _SECRET_PARAMS:
-        register_secret(params.get(key))
-    return params
-
-
-def _why(exc: BaseException) -> str:
-    text = redact(str(exc).strip()) or type(exc).__name__
-    return " ".join(text.split())[:400]
 
 
 def _dump_hint(run: ToolRun) -> str:

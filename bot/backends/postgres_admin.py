@@ -12,9 +12,12 @@ from dataclasses import dataclass
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 
-from bot.backends.dbtools import fit_name
+from bot.backends.dbtools import fit_name, one_line
+from bot.errors import DatabaseError
+from bot.redact import register_secret
 
 Conn = psycopg.Connection[TupleRow]
 
@@ -29,6 +32,55 @@ _LIST_SETTINGS = {
     "temp_tablespaces",
     "unix_socket_directories",
 }
+
+
+def parse_url(url: str) -> dict[str, str]:
+    """libpq's own reading of a postgresql:// URL (query parameters such as sslmode included)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.split("+")[0] not in ("postgresql", "postgres"):
+        raise DatabaseError(
+            "the database URL is not a postgresql:// URL", hint="use postgresql://user:password@host:port/dbname"
+        )
+    try:
+        params = {k: str(v) for k, v in conninfo_to_dict(f"postgresql://{rest}").items() if v is not None}
+    except psycopg.Error as exc:
+        raise DatabaseError(
+            f"the database URL cannot be read: {one_line(exc)}",
+            hint="use postgresql://user:password@host:port/dbname (percent-encode special characters)",
+        ) from None
+    register_secret(params.get("password"))
+    register_secret(params.get("sslpassword"))
+    if "sslpassword" in params:
+        raise DatabaseError(
+            "the database URL carries sslpassword, which the bot cannot pass to pg_dump without putting it"
+            " on a command line",
+            hint="use an unencrypted client key readable only by the bot, or a libpq service file",
+        )
+    if not params.get("dbname"):
+        raise DatabaseError("the database URL names no database", hint="end it with /dbname")
+    return params
+
+
+def owners_in_toc(toc: list[str]) -> set[str]:
+    """The roles owning the entries of a `pg_restore --list` (owner is the last word of a line)."""
+    owners = set()
+    for line in toc:
+        head, _, owner = line.rpartition(" ")
+        if head and owner:  # an entry with no owner ends in a space: nothing to assign
+            owners.add(owner)
+    return owners
+
+
+def table_counts(conn: Conn) -> dict[str, int]:
+    tables = conn.execute(
+        "SELECT schemaname, tablename FROM pg_tables"
+        " WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2"
+    ).fetchall()
+    counts: dict[str, int] = {}
+    for schema, table in tables:
+        row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, table))).fetchone()
+        counts[f"{schema}.{table}"] = int(row[0]) if row else 0
+    return counts
 
 
 @dataclass(frozen=True)
@@ -176,7 +228,7 @@ def copy_properties(conn: Conn, source: DbInfo, dest: str) -> list[str]:
             try:
                 conn.execute(statement)
             except psycopg.Error as exc:
-                warnings.append(f"could not copy a database privilege: {_first_line(exc)}")
+                warnings.append(f"could not copy a database privilege: {one_line(exc)}")
     settings = conn.execute(
         "SELECT r.rolname, unnest(s.setconfig) FROM pg_db_role_setting s"
         " LEFT JOIN pg_roles r ON r.oid = s.setrole WHERE s.setdatabase = %s",
@@ -194,7 +246,7 @@ def copy_properties(conn: Conn, source: DbInfo, dest: str) -> list[str]:
         try:
             conn.execute(statement)
         except psycopg.Error as exc:
-            warnings.append(f"could not copy setting {name}: {_first_line(exc)}")
+            warnings.append(f"could not copy setting {name}: {one_line(exc)}")
     return warnings
 
 
@@ -272,7 +324,7 @@ def disconnect_others(conn: Conn, name: str, *, timeout_s: float) -> int:
                 conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
                 terminated.add(pid)
             except psycopg.Error as exc:
-                refused[pid] = _first_line(exc)
+                refused[pid] = one_line(exc)
         time.sleep(0.1)
 
 
@@ -288,8 +340,3 @@ def swap(conn: Conn, *, live: str, shadow: str, kept: str) -> None:
 def drop_database(conn: Conn, name: str) -> None:
     force = sql.SQL(" WITH (FORCE)") if conn.info.server_version >= 130000 else sql.SQL("")
     conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}{}").format(sql.Identifier(name), force))
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -16,14 +16,25 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import time
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
 from bot.backends.base import DumpInfo, Progress, RestoreResult, no_progress
-from bot.backends.dbtools import Reporter, human_duration, human_size, partial_path, publish, stamp
+from bot.backends.dbtools import (
+    RETRY_HINT,
+    Reporter,
+    dump_file_size,
+    human_duration,
+    human_size,
+    no_objects,
+    one_line,
+    partial_path,
+    publish,
+    stamp,
+)
 from bot.errors import DatabaseError, DumpFailed, RestoreFailed
-from bot.redact import redact
 
 _HEADER = b"SQLite format 3\x00"
 _OK, _BUSY, _LOCKED, _DONE = 0, 5, 6, 101  # sqlite3_backup_step() result codes
@@ -64,7 +75,7 @@ class SQLiteDatabase:
             with closing(_open_ro(self.path)) as conn:
                 conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
         except sqlite3.Error as exc:
-            raise DatabaseError(f"cannot read {self.path}: {_why(exc)}") from None
+            raise DatabaseError(f"cannot read {self.path}: {one_line(exc)}") from None
 
     def dump(self, dest: Path, *, progress: Progress = no_progress) -> DumpInfo:
         say = Reporter(progress)
@@ -90,7 +101,7 @@ class SQLiteDatabase:
         except (sqlite3.Error, OSError) as exc:
             partial.unlink(missing_ok=True)
             raise DumpFailed(
-                f"dump of {self.path} failed: {_why(exc)}; no dump was kept and the database was not changed",
+                f"dump of {self.path} failed: {one_line(exc)}; no dump was kept and the database was not changed",
                 hint="check disk space and permissions in the backup directory, then retry",
             ) from None
         except BaseException:
@@ -133,7 +144,13 @@ class SQLiteDatabase:
                 raise
         finally:
             staged.unlink(missing_ok=True)
-        publish(kept_partial, kept)  # committed: from here on the saved copy is the only previous data
+        try:
+            publish(kept_partial, kept)  # committed: from here on the saved copy is the only previous data
+        except DumpFailed:
+            raise RestoreFailed(
+                f"{self.path} was restored, but the previous data could not be renamed: it is in {kept_partial}",
+                hint=f"rename {kept_partial.name} by hand to keep it; do not delete it",
+            ) from None
         if problems:
             raise RestoreFailed(
                 f"{self.path} was restored but SQLite's check reports: {'; '.join(problems)}; the previous"
@@ -164,21 +181,21 @@ class SQLiteDatabase:
                 ]
                 return {n: int(conn.execute(f'SELECT count(*) FROM "{_ident(n)}"').fetchone()[0]) for n in names}
         except sqlite3.Error as exc:
-            raise DatabaseError(f"cannot read {self.path}: {_why(exc)}") from None
+            raise DatabaseError(f"cannot read {self.path}: {one_line(exc)}") from None
 
     # --- internals ------------------------------------------------------------------------------
 
     def _verify(self, path: Path, *, shown_as: str = "") -> DumpInfo:
         shown = shown_as or path.name
-        hint = "use another restore point, or take a new dump"
-        if not path.is_file():
-            raise DumpFailed(f"{path}: no such dump file", hint="check the path, or take a new dump")
-        size = path.stat().st_size
-        if size == 0:
-            raise DumpFailed(f"{shown} is empty (0 bytes): it was never written completely", hint=hint)
-        with path.open("rb") as handle:
-            if handle.read(len(_HEADER)) != _HEADER:
-                raise DumpFailed(f"{shown} is not an SQLite database file", hint=hint)
+        hint = RETRY_HINT
+        size = dump_file_size(path, shown)
+        try:
+            with path.open("rb") as handle:
+                header = handle.read(len(_HEADER))
+        except OSError as exc:
+            raise DumpFailed(f"cannot read {shown}: {exc.strerror}", hint=hint) from None
+        if header != _HEADER:
+            raise DumpFailed(f"{shown} is not an SQLite database file", hint=hint)
         try:
             with closing(_open_ro(path, immutable=True)) as conn:
                 problems = [str(r[0]) for r in conn.execute("PRAGMA integrity_check(5)")]
@@ -188,12 +205,9 @@ class SQLiteDatabase:
                     conn.execute("SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'").fetchone()[0]
                 )
         except sqlite3.Error as exc:
-            raise DumpFailed(f"{shown} is damaged: {_why(exc)}", hint=hint) from None
+            raise DumpFailed(f"{shown} is damaged: {one_line(exc)}", hint=hint) from None
         if entries == 0:
-            raise DumpFailed(
-                f"{shown} is a valid database but holds no tables (was it empty?)",
-                hint="restoring it would leave an empty database; " + hint,
-            )
+            raise no_objects(shown)
         return DumpInfo(path=path, size_bytes=size, entries=entries, verified=True)
 
     def _free_kept_name(self) -> Path:
@@ -224,12 +238,20 @@ class SQLiteDatabase:
                 return
             busy_since = None
             if not saved:
-                if status == _DONE:  # cannot happen with ≥2 pages, which _verify guarantees
-                    raise RuntimeError("restore finished before the previous data was saved")
+                if status == _DONE:  # cannot happen: a dump with a table has ≥2 pages, so ≥2 steps
+                    raise RestoreFailed(
+                        f"{self.path} was restored in a single step, before its previous data could be saved",
+                        hint="the previous data survives only in the pre-rollback dump, if one was taken",
+                    )
                 say.say(f"saving the current data as {kept_partial.name.removesuffix('.partial')}")
-                with closing(_open_ro(self.path)) as old, closing(sqlite3.connect(kept_partial)) as copy:
-                    old.backup(copy)
-                    copy.execute("PRAGMA journal_mode=DELETE")
+                if wal:  # committed data = file + WAL; a reader still sees it while we hold the write lock
+                    with closing(_open_ro(self.path)) as old, closing(sqlite3.connect(kept_partial)) as copy:
+                        old.backup(copy, progress=_give_up_after(self.busy_timeout_s))
+                        copy.execute("PRAGMA journal_mode=DELETE")
+                else:
+                    # The backup holds an EXCLUSIVE lock (no reader may in) but has changed only its page
+                    # cache: the file on disk is exactly the committed data, and nobody else can touch it.
+                    shutil.copyfile(self.path, kept_partial)
                 saved = True
             say.maybe(f"restoring {self.name}: {total - remaining} of {total} pages")
 
@@ -238,6 +260,7 @@ class SQLiteDatabase:
                 closing(_open_ro(staged, immutable=True)) as src,
                 closing(sqlite3.connect(self.path, timeout=1.0, isolation_level=None)) as live,
             ):
+                wal = str(live.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal"
                 src.backup(live, pages=1, progress=step, sleep=0.05)
                 problems = [str(r[0]) for r in live.execute("PRAGMA quick_check(3)")]
         except _LiveBusy:
@@ -247,7 +270,7 @@ class SQLiteDatabase:
             ) from None
         except (sqlite3.Error, OSError) as exc:
             raise RestoreFailed(
-                f"restore into {self.path} failed: {_why(exc)}; SQLite rolled it back, {untouched}",
+                f"restore into {self.path} failed: {one_line(exc)}; SQLite rolled it back, {untouched}",
                 hint="check disk space and permissions beside the database file, then retry",
             ) from None
         return [] if problems == ["ok"] else problems
@@ -255,6 +278,22 @@ class SQLiteDatabase:
 
 class _LiveBusy(Exception):
     pass
+
+
+def _give_up_after(seconds: float) -> Callable[[int, int, int], None]:
+    """A backup progress callback that abandons the backup once it has been refused a lock too long
+    (Python's backup() would otherwise retry forever)."""
+    since: list[float] = []
+
+    def step(status: int, _remaining: int, _total: int) -> None:
+        if status not in (_BUSY, _LOCKED):
+            since.clear()
+        elif not since:
+            since.append(time.monotonic())
+        elif time.monotonic() - since[0] > seconds:
+            raise _LiveBusy()
+
+    return step
 
 
 def _open_ro(path: Path, *, immutable: bool = False) -> sqlite3.Connection:
@@ -265,7 +304,3 @@ def _open_ro(path: Path, *, immutable: bool = False) -> sqlite3.Connection:
 
 def _ident(name: str) -> str:
     return name.replace('"', '""')
-
-
-def _why(exc: BaseException) -> str:
-    return " ".join(redact(str(exc) or type(exc).__name__).split())[:300]

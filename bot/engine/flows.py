@@ -115,9 +115,7 @@ class SnapshotResult:
     summary: str
 
 
-def take_snapshot(
-    services: Services, env: str, *, actor: str, progress: Progress = no_progress
-) -> SnapshotResult:
+def take_snapshot(services: Services, env: str, *, actor: str, progress: Progress = no_progress) -> SnapshotResult:
     """Record the remote head as known-good and dump the database beside it (run before each deploy)."""
     repo = services.repo(env)
     head = repo.fetch()
@@ -137,8 +135,6 @@ def take_snapshot(
         dump_size=dump_size,
         created_by=actor,
     )
-    services.store.record(
-        actor=actor, action="restore_point.created", env=env, detail=f"#{point.id} at {head.short}"
-    )
+    services.store.record(actor=actor, action="restore_point.created", env=env, detail=f"#{point.id} at {head.short}")
     where = f", database dump {dump_path}" if dump_path else ""
     return SnapshotResult(point=point, summary=f"restore point #{point.id} for {env}: commit {head}{where}")

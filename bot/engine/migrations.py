@@ -69,9 +69,7 @@ _NAME = r'(?:"[^"]*"|`[^`]*`|\[[^\]]*\]|[\w$]+)(?:\s*\.\s*(?:"[^"]*"|`[^`]*`|\[[
 _DROP_OBJECT = re.compile(
     r"^DROP\s+(?:TEMPORARY\s+)?(?:MATERIALIZED\s+)?(TABLE|VIEW|SCHEMA|DATABASE|INDEX|SEQUENCE|TYPE)\b", re.I
 )
-_ALTER_TABLE = re.compile(
-    rf"^ALTER\s+TABLE\s+(?:IF\s+EXISTS\s+)?(?:ONLY\s+)?{_NAME}\s*\*?\s*(.*)$", re.I | re.S
-)
+_ALTER_TABLE = re.compile(rf"^ALTER\s+TABLE\s+(?:IF\s+EXISTS\s+)?(?:ONLY\s+)?{_NAME}\s*\*?\s*(.*)$", re.I | re.S)
 _ALTER_TYPE = re.compile(rf"^ALTER\s+(?:COLUMN\s+)?{_NAME}\s+(?:SET\s+DATA\s+)?TYPE\b", re.I)
 _HARMLESS_DROPS = {"CONSTRAINT", "PRIMARY", "FOREIGN", "CHECK", "DEFAULT"}
 _BLOCK_BEGIN = re.compile(r"BEGIN\s+(?:ATOMIC\s+)?(?!TRANSACTION\b|WORK\b|ISOLATION\b)(?=\S)", re.I)
@@ -105,9 +103,7 @@ def _scan_sql(text: str, *, file: str, first_line: int) -> list[MigrationRisk]:
         if re.match(r"\s*DO\b", stmt.masked, re.I):
             # An anonymous block runs its body now: scan it as SQL of its own.
             for body in _DOLLAR_BODY.finditer(stmt.text):
-                risks.extend(
-                    _scan_sql(body.group(2), file=file, first_line=line_of(stmt.start + body.start(2)))
-                )
+                risks.extend(_scan_sql(body.group(2), file=file, first_line=line_of(stmt.start + body.start(2))))
     return risks
 
 
@@ -127,9 +123,7 @@ def _split_sql(text: str) -> list[_Statement]:
         if block := _BLOCK_BEGIN.match(mask, lead):
             lead = block.end()
         if mask[lead:].strip():
-            statements.append(
-                _Statement(text=body[lead:].strip(), masked=mask[lead:].strip(), start=start + lead)
-            )
+            statements.append(_Statement(text=body[lead:].strip(), masked=mask[lead:].strip(), start=start + lead))
 
     while i < n:
         ch = text[i]
@@ -171,11 +165,7 @@ def _blank(segment: str) -> str:
 
 
 def _mask_inside(segment: str, opening: int, closing: int) -> str:
-    return (
-        segment[:opening]
-        + _blank(segment[opening : len(segment) - closing])
-        + segment[len(segment) - closing :]
-    )
+    return segment[:opening] + _blank(segment[opening : len(segment) - closing]) + segment[len(segment) - closing :]
 
 
 def _line_end(text: str, i: int) -> int:
@@ -359,9 +349,7 @@ def _scan_python_text(text: str, *, file: str) -> list[MigrationRisk]:
     pattern = re.compile(rf"\b(?:\w+\.)?({'|'.join(_PY_OPS)})\s*\(")
     for number, line in enumerate(text.splitlines(), start=1):
         if (m := pattern.search(line)) and not line.lstrip().startswith("#"):
-            risks.append(
-                MigrationRisk(file=file, statement=_shorten(line), kind=_PY_OPS[m.group(1)], line=number)
-            )
+            risks.append(MigrationRisk(file=file, statement=_shorten(line), kind=_PY_OPS[m.group(1)], line=number))
     return risks
 
 
@@ -400,9 +388,7 @@ def scan_ruby(text: str, *, file: str) -> list[MigrationRisk]:
         if re.match(r"\s*def\b", code):
             continue
         if m := _RB_OP.search(code):
-            risks.append(
-                MigrationRisk(file=file, statement=_shorten(code), kind=_RB_OPS[m.group(1)], line=number)
-            )
+            risks.append(MigrationRisk(file=file, statement=_shorten(code), kind=_RB_OPS[m.group(1)], line=number))
         elif m := _RB_TABLE_OP.search(code):
             kind = _RB_TABLE_OPS[m.group(1)]
             risks.append(MigrationRisk(file=file, statement=_shorten(code), kind=kind, line=number))

@@ -141,9 +141,7 @@ def make_plan(
         target_source = "--to"
     elif restore_point is not None:
         target = repo.resolve(restore_point.commit_sha)
-        target_source = (
-            f"restore point #{restore_point.id} taken {restore_point.created_at:%Y-%m-%d %H:%M} UTC"
-        )
+        target_source = f"restore point #{restore_point.id} taken {restore_point.created_at:%Y-%m-%d %H:%M} UTC"
     else:
         target = repo.first_parent(deployed.sha)
         target_source = "first parent of the deployed commit (no restore point recorded)"

@@ -101,9 +101,7 @@ class Runner:
         )
         return self._continue(run_id, reporters)
 
-    def resume(
-        self, run_id: str, *, decision: str, actor: str, reporters: Sequence[Reporter] = ()
-    ) -> RunRecord:
+    def resume(self, run_id: str, *, decision: str, actor: str, reporters: Sequence[Reporter] = ()) -> RunRecord:
         """Act on a failed or interrupted run: retry the failed step, skip it, or abort the run."""
         if decision not in DECISIONS:
             raise InvalidState(f"unknown decision {decision!r}", hint="retry, skip or abort")
@@ -147,9 +145,7 @@ class Runner:
         plan = Plan.from_dict(record.plan)
         ctx = self._context(record, plan, reporters)
         stop = threading.Event()
-        beat = threading.Thread(
-            target=self._heartbeat, args=(run_id, stop), name=f"heartbeat-{run_id}", daemon=True
-        )
+        beat = threading.Thread(target=self._heartbeat, args=(run_id, stop), name=f"heartbeat-{run_id}", daemon=True)
         beat.start()
         try:
             journal = {s.name: s for s in self.store.steps(run_id)}
@@ -164,17 +160,13 @@ class Runner:
         finally:
             stop.set()
             beat.join(timeout=5)
-        if self.store.transition(
-            run_id, from_=["running"], to="succeeded", finished_at=now(), current_step=None
-        ):
+        if self.store.transition(run_id, from_=["running"], to="succeeded", finished_at=now(), current_step=None):
             self.store.release_lock(record.env, run_id=run_id)
             self.store.record(actor="rollback-bot", action="run.succeeded", run_id=run_id, env=record.env)
             self._finish_event(run_id, reporters, outcome="succeeded")
         return self.store.get_run(run_id)
 
-    def _run_step(
-        self, ctx: StepContext, step: StepDef, position: int, reporters: Sequence[Reporter]
-    ) -> bool:
+    def _run_step(self, ctx: StepContext, step: StepDef, position: int, reporters: Sequence[Reporter]) -> bool:
         run_id = ctx.run_id
         if not self.store.claim_step(run_id, step.name):
             raise InvalidState(f"step {step.name} of run {run_id} is already being run elsewhere")
@@ -297,8 +289,7 @@ class Runner:
             for row in health_rows
         )
         items = tuple(
-            ChecklistItem(id=item.item_id, phase=item.phase, text=item.text)
-            for item in self.store.checklist(run_id)
+            ChecklistItem(id=item.item_id, phase=item.phase, text=item.text) for item in self.store.checklist(run_id)
         )
         emit(
             reporters,

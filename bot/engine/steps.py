@@ -73,9 +73,7 @@ def safety_checks(ctx: StepContext) -> StepOutcome:
 
     if plan.database.engine != "none":
         if ctx.database is None:
-            failures.append(
-                ctx.database_error.message if ctx.database_error else "the database is not configured"
-            )
+            failures.append(ctx.database_error.message if ctx.database_error else "the database is not configured")
         else:
             try:
                 ctx.database.check()
@@ -145,9 +143,7 @@ def pre_rollback_dump(ctx: StepContext) -> StepOutcome:
     folder.mkdir(parents=True, exist_ok=True)
     info = ctx.database.dump(path, progress=ctx.progress)
     summary = f"{path.name} ({_size(info.size_bytes)}, {info.entries} entries, verified) in {folder}"
-    return StepOutcome(
-        "ok", summary, {"path": str(path), "size_bytes": info.size_bytes, "entries": info.entries}
-    )
+    return StepOutcome("ok", summary, {"path": str(path), "size_bytes": info.size_bytes, "entries": info.entries})
 
 
 def code_rollback(ctx: StepContext) -> StepOutcome:
@@ -169,9 +165,7 @@ def code_rollback(ctx: StepContext) -> StepOutcome:
         result = ctx.repo.revert_to(deployed=plan.deployed.sha, target=plan.target.sha, message=message)
     elif plan.code == "force-push":
         backup_ref = f"refs/rollback-backup/{plan.branch}/{now():%Y%m%d%H%M%S}"
-        result = ctx.repo.force_push(
-            deployed=plan.deployed.sha, target=plan.target.sha, backup_ref=backup_ref
-        )
+        result = ctx.repo.force_push(deployed=plan.deployed.sha, target=plan.target.sha, backup_ref=backup_ref)
     else:
         raise NotSupported(f"unknown code strategy {plan.code!r}")
     summary = result.summary or f"{plan.remote}/{plan.branch}: {result.old_head[:7]} → {result.new_head[:7]}"
@@ -199,8 +193,7 @@ def database_restore(ctx: StepContext) -> StepOutcome:
     result = ctx.database.restore(source, progress=ctx.progress)
     return StepOutcome(
         "ok",
-        result.summary
-        or f"restored {result.database} from {source.name}; previous data kept as {result.previous}",
+        result.summary or f"restored {result.database} from {source.name}; previous data kept as {result.previous}",
         {"database": result.database, "previous": result.previous, "source": str(source), **result.details},
     )
 
@@ -208,9 +201,7 @@ def database_restore(ctx: StepContext) -> StepOutcome:
 def feature_flags(ctx: StepContext) -> StepOutcome:
     if not ctx.plan.flags:
         return StepOutcome("skipped", "no feature flags to turn off")
-    raise NotSupported(
-        "feature-flag providers are not available in this build yet", hint="turn the flags off by hand"
-    )
+    raise NotSupported("feature-flag providers are not available in this build yet", hint="turn the flags off by hand")
 
 
 def health_checks(ctx: StepContext) -> StepOutcome:
@@ -257,9 +248,7 @@ def post_rollback_checklist(ctx: StepContext) -> StepOutcome:
         )
     )
     if plan.dry_run:
-        return StepOutcome(
-            "skipped", f"dry run: {len(items)} checklist items", {"items": [i.id for i in items]}
-        )
+        return StepOutcome("skipped", f"dry run: {len(items)} checklist items", {"items": [i.id for i in items]})
     ctx.store.add_checklist(ctx.run_id, [(i.id, i.phase, i.text) for i in items])
     return StepOutcome("ok", f"{len(items)} items across 3 phases", {"items": [i.id for i in items]})
 

@@ -104,9 +104,7 @@ class _Checker:
 
     # -- text objects -----------------------------------------------------------------------------
 
-    def text(
-        self, obj: Any, path: str, *, limit: int, plain_only: bool = False, required: bool = True
-    ) -> None:
+    def text(self, obj: Any, path: str, *, limit: int, plain_only: bool = False, required: bool = True) -> None:
         if obj is None:
             if required:
                 self.fail("is required", path)
@@ -265,9 +263,7 @@ class _Checker:
             required=False,
         )
         if element.get("options") is not None:
-            for index, option in enumerate(
-                self.items(element["options"], f"{path}/options", limit=MAX_OPTIONS)
-            ):
+            for index, option in enumerate(self.items(element["options"], f"{path}/options", limit=MAX_OPTIONS)):
                 self.option(option, f"{path}/options/{index}")
         if element.get("confirm") is not None:
             self.confirm(element["confirm"], f"{path}/confirm")
@@ -308,9 +304,7 @@ def message_block_errors(blocks: Any, *, action_id_scope: ActionIdScope = "surfa
     return checker.errors
 
 
-def view_errors(
-    view: Any, *, expect: Surface | None = None, action_id_scope: ActionIdScope = "surface"
-) -> list[str]:
+def view_errors(view: Any, *, expect: Surface | None = None, action_id_scope: ActionIdScope = "surface") -> list[str]:
     """Every problem Slack would name in a modal or Home tab view (empty list: valid)."""
     checker = _Checker("home" if expect == "home" else "modal", action_id_scope)
     if not isinstance(view, dict):
@@ -325,13 +319,9 @@ def view_errors(
     if kind == "modal":
         checker.text(view.get("title"), "/view/title", limit=MAX_MODAL_TITLE, plain_only=True)
         for key in ("submit", "close"):
-            checker.text(
-                view.get(key), f"/view/{key}", limit=MAX_MODAL_BUTTON, plain_only=True, required=False
-            )
+            checker.text(view.get(key), f"/view/{key}", limit=MAX_MODAL_BUTTON, plain_only=True, required=False)
         blocks = view.get("blocks")
-        has_input = isinstance(blocks, list) and any(
-            isinstance(b, dict) and b.get("type") == "input" for b in blocks
-        )
+        has_input = isinstance(blocks, list) and any(isinstance(b, dict) and b.get("type") == "input" for b in blocks)
         if has_input and view.get("submit") is None:
             checker.fail("submit is required when a view contains input blocks", "/view/submit")
     checker.string(view.get("private_metadata"), "/view/private_metadata", limit=MAX_PRIVATE_METADATA)

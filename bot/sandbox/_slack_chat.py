@@ -180,9 +180,7 @@ def _apply_response(
         if not channel:
             return "rejected: channel_not_found"
         try:
-            ws.post_as_bot(
-                channel=channel, text=text or "", blocks=blocks or [], thread_ts=body.get("thread_ts")
-            )
+            ws.post_as_bot(channel=channel, text=text or "", blocks=blocks or [], thread_ts=body.get("thread_ts"))
         except ApiError as exc:
             return f"rejected: {exc.error}"
         return "in_channel"

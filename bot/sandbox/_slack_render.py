@@ -57,9 +57,7 @@ def _element(element: Any, ws: Workspace) -> str:
         return "[ ⋯ ]"
     if kind in ("plain_text", "mrkdwn"):
         return _text(element, ws)
-    shown = (
-        element.get("initial_value") or element.get("initial_date") or _text(element.get("placeholder"), ws)
-    )
+    shown = element.get("initial_value") or element.get("initial_date") or _text(element.get("placeholder"), ws)
     return f"[ {shown or kind} ▾ ]" if "select" in str(kind) else f"[ {shown or kind} ]"
 
 
@@ -141,9 +139,7 @@ def _message_lines(message: StoredMessage | Ephemeral, ws: Workspace, indent: st
     if message.history:
         author += " (edited)"
     lines = [f"{indent}{author}:"]
-    lines.extend(
-        f"{indent}{_INDENT}{line}".rstrip() for line in _body(message.text, message.blocks, attachments, ws)
-    )
+    lines.extend(f"{indent}{_INDENT}{line}".rstrip() for line in _body(message.text, message.blocks, attachments, ws))
     if isinstance(message, StoredMessage) and message.reactions:
         shown = "  ".join(f":{name}: {len(users)}" for name, users in message.reactions.items())
         lines.append(f"{indent}{_INDENT}{shown}")
@@ -153,9 +149,7 @@ def _message_lines(message: StoredMessage | Ephemeral, ws: Workspace, indent: st
 def render_channel(ws: Workspace, channel: str, *, for_user: str | None = None) -> str:
     """A channel and its threads, in order, as `for_user` (or anyone, without ephemerals) reads them."""
     visible = [e for e in ws.ephemerals if e.channel == channel and e.user == for_user and not e.deleted]
-    entries: list[StoredMessage | Ephemeral] = [
-        m for m in ws.timelines.get(channel, []) if not m.deleted or m.replies
-    ]
+    entries: list[StoredMessage | Ephemeral] = [m for m in ws.timelines.get(channel, []) if not m.deleted or m.replies]
     entries.extend(e for e in visible if e.thread_ts is None)
     entries.sort(key=lambda m: m.ts)
     name = ws.channel_name(channel)

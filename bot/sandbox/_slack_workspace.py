@@ -190,9 +190,7 @@ class Workspace:
             self.timeline(message.channel).append(message)
         self.index[(message.channel, message.ts)] = message
 
-    def post_as_bot(
-        self, *, channel: str, text: str, blocks: list[JSON], thread_ts: str | None
-    ) -> StoredMessage:
+    def post_as_bot(self, *, channel: str, text: str, blocks: list[JSON], thread_ts: str | None) -> StoredMessage:
         parent = self.thread_parent(channel, thread_ts)
         message = StoredMessage(
             channel=channel,

@@ -109,9 +109,7 @@ def git(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
     return done.stdout.strip()
 
 
-def build_sandbox_repo(
-    root: Path, *, remote_name: str = "production", branch: str = "release"
-) -> SandboxRepo:
+def build_sandbox_repo(root: Path, *, remote_name: str = "production", branch: str = "release") -> SandboxRepo:
     """Create `root/remote.git` (bare) and `root/app` (a clone), with the history described above."""
     bare, clone = root / "remote.git", root / "app"
     if bare.exists() or clone.exists():
@@ -165,9 +163,7 @@ def build_sandbox_repo(
     )
 
 
-def push_commit_elsewhere(
-    remote_url: str, *, work: Path, branch: str, files: dict[str, str], message: str
-) -> str:
+def push_commit_elsewhere(remote_url: str, *, work: Path, branch: str, files: dict[str, str], message: str) -> str:
     """Someone else pushes a commit to `branch` from their own clone in `work`; returns its SHA."""
     git(work.parent, "clone", "--quiet", "-b", branch, remote_url, str(work))
     _configure(work)

@@ -13,6 +13,7 @@ import secrets
 from collections.abc import MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -45,7 +46,14 @@ class Incident:
 
 
 def config_text(
-    *, repo: SandboxRepo, url_env: str, health_url: str, extra_env: str = "", bot: str = ""
+    *,
+    repo: SandboxRepo,
+    url_env: str,
+    health_url: str,
+    extra_env: str = "",
+    update_every: str = "10m",
+    remind_after: tuple[str, str] = ("15m", "2h"),
+    health_interval: str = "200ms",
 ) -> str:
     return f"""# The sandbox's rollback.toml: one environment, "prod", on this machine.
 [bot]
@@ -53,9 +61,13 @@ store = "sqlite:///state/rollback-bot.db"
 backup_dir = "backups"
 incident_channels = "^(inc|incident)[-_]"
 stakeholder_channels = ["C0STATUS"]
-stakeholder_update_every = "10m"
+stakeholder_update_every = "{update_every}"
 plan_expires_after = "15m"
-{bot}
+
+[bot.checklist]
+short_term_after = "{remind_after[0]}"
+medium_term_after = "{remind_after[1]}"
+
 [contacts]
 oncall = "S0ONCALL"
 database = "S0DBA"
@@ -78,7 +90,7 @@ url = "{health_url}"
 expect_status = 200
 timeout = "2s"
 attempts = 5
-interval = "200ms"
+interval = "{health_interval}"
 consecutive = 2
 """
 
@@ -107,9 +119,7 @@ def deploy_good_release(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(INIT_MIGRATION.encode())
         with conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO orders (customer, total, legacy_ref) VALUES (%s, %s, %s)", GOOD_ORDERS
-            )
+            cur.executemany("INSERT INTO orders (customer, total, legacy_ref) VALUES (%s, %s, %s)", GOOD_ORDERS)
             cur.execute("INSERT INTO audit_old (note) VALUES ('kept for the auditors')")
 
 
@@ -124,21 +134,17 @@ def database_contents(url: str) -> dict[str, list[tuple[object, ...]]]:
     """Every user table's columns and rows, for comparing two databases."""
     contents: dict[str, list[tuple[object, ...]]] = {}
     with psycopg.connect(url) as conn:
-        tables = [
-            r[0]
-            for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")
-        ]
+        tables = [r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")]
         for table in tables:
             columns = [
                 r[0]
                 for r in conn.execute(
-                    "SELECT column_name FROM information_schema.columns WHERE table_name = %s ORDER BY ordinal_position",
+                    "SELECT column_name FROM information_schema.columns "
+                    "WHERE table_name = %s ORDER BY ordinal_position",
                     (table,),
                 )
             ]
-            rows = conn.execute(
-                sql.SQL("SELECT * FROM {} ORDER BY 1").format(sql.Identifier(table))
-            ).fetchall()
+            rows = conn.execute(sql.SQL("SELECT * FROM {} ORDER BY 1").format(sql.Identifier(table))).fetchall()
             contents[table] = [tuple(columns), *rows]
     return contents
 
@@ -148,8 +154,7 @@ def build_incident(
     *,
     url_env: str = "DATABASE_URL",
     environ: MutableMapping[str, str] = os.environ,
-    extra_env: str = "",
-    bot: str = "",
+    **config_options: Any,
 ) -> Incident:
     """Set the stage: good release live and snapshotted, then the bad release deployed over it."""
     root.mkdir(parents=True, exist_ok=True)
@@ -160,9 +165,7 @@ def build_incident(
     health = HealthServer()
     health_url = health.start()
     config_path = root / "rollback.toml"
-    config_path.write_text(
-        config_text(repo=repo, url_env=url_env, health_url=health_url, extra_env=extra_env, bot=bot)
-    )
+    config_path.write_text(config_text(repo=repo, url_env=url_env, health_url=health_url, **config_options))
 
     # Before the bad deploy: the good release is live, and the pipeline records a restore point.
     git(repo.clone, "push", "--quiet", "--force", repo.remote_name, f"{repo.good}:refs/heads/{repo.branch}")

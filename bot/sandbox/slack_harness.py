@@ -53,6 +53,7 @@ class SlackWorkspace:
     def stop(self) -> None:
         if self.ctx is not None:
             self.ctx.wait_idle(timeout=60)
+            self.ctx.scheduler.shutdown()
         if self._server is not None:
             self._server.close()
         self.api.stop()
@@ -74,7 +75,7 @@ class SlackWorkspace:
         """Wait until the bot has finished the work it handed to its executor."""
         assert self.ctx is not None
         if not self.ctx.wait_idle(timeout=timeout):
-            raise TimeoutError("the bot was still busy after {timeout:.0f}s")
+            raise TimeoutError(f"the bot was still busy after {timeout:.0f}s")
 
     def slash(self, user: str, text: str, *, channel: str = INCIDENT, settle: bool = True) -> requests.Response:
         response = self.slack.slash_command(user_id=user, text=text, channel_id=channel)
@@ -82,8 +83,9 @@ class SlackWorkspace:
             self.settle()
         return response
 
-    def click(self, user: str, label: str, *, message: StoredMessage, channel: str = INCIDENT,
-              settle: bool = True) -> requests.Response:
+    def click(
+        self, user: str, label: str, *, message: StoredMessage, channel: str = INCIDENT, settle: bool = True
+    ) -> requests.Response:
         """`user` clicks the button whose text is `label` on `message`."""
         action_id, value = find_button(message.blocks, label)
         response = self.slack.block_action(

@@ -322,9 +322,7 @@ class SlackRequestSender:
         }
         response = self._post_payload(payload, **options)
         if self.api is not None:
-            self.api.deliver_view_submission_ack(
-                view_id=view_id, status=response.status_code, body=response.text
-            )
+            self.api.deliver_view_submission_ack(view_id=view_id, status=response.status_code, body=response.text)
         return response
 
     def event(

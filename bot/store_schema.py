@@ -1,0 +1,185 @@
+"""The store's tables and the plain records it hands out: data, no behaviour."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("env", sa.String(64), nullable=False, index=True),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("source", sa.String(20), nullable=False),  # cli | slack
+    sa.Column("requested_by", sa.String(120), nullable=False),
+    sa.Column("approved_by", sa.String(120)),
+    sa.Column("plan", sa.Text, nullable=False),  # JSON, redacted
+    sa.Column("plan_hash", sa.String(64), nullable=False),
+    sa.Column("dry_run", sa.Boolean, nullable=False, default=False),
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.Column("started_at", sa.String(40)),
+    sa.Column("finished_at", sa.String(40)),
+    sa.Column("heartbeat_at", sa.String(40)),
+    sa.Column("current_step", sa.String(40)),
+    sa.Column("error", sa.Text),
+    sa.Column("meta", sa.Text, nullable=False, default="{}"),  # JSON: where its messages live, etc.
+)
+
+steps = sa.Table(
+    "steps",
+    metadata,
+    sa.Column("run_id", sa.String(40), primary_key=True),
+    sa.Column("name", sa.String(40), primary_key=True),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),  # pending running ok failed skipped
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("started_at", sa.String(40)),
+    sa.Column("finished_at", sa.String(40)),
+    sa.Column("summary", sa.Text, nullable=False, default=""),
+    sa.Column("details", sa.Text, nullable=False, default="{}"),
+)
+
+audit = sa.Table(
+    "audit",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.String(40), nullable=False),
+    sa.Column("run_id", sa.String(40), index=True),
+    sa.Column("env", sa.String(64)),
+    sa.Column("actor", sa.String(120), nullable=False),
+    sa.Column("action", sa.String(60), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False, default=""),
+)
+
+locks = sa.Table(
+    "locks",
+    metadata,
+    sa.Column("env", sa.String(64), primary_key=True),
+    sa.Column("run_id", sa.String(40), nullable=False),
+    sa.Column("holder", sa.String(120), nullable=False),
+    sa.Column("acquired_at", sa.String(40), nullable=False),
+)
+
+restore_points = sa.Table(
+    "restore_points",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("env", sa.String(64), nullable=False, index=True),
+    sa.Column("commit_sha", sa.String(64), nullable=False),
+    sa.Column("commit_subject", sa.Text, nullable=False, default=""),
+    sa.Column("dump_path", sa.Text),
+    sa.Column("dump_size", sa.BigInteger),
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.Column("created_by", sa.String(120), nullable=False),
+)
+
+checklist = sa.Table(
+    "checklist",
+    metadata,
+    sa.Column("run_id", sa.String(40), primary_key=True),
+    sa.Column("item_id", sa.String(60), primary_key=True),
+    sa.Column("phase", sa.String(20), nullable=False),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("done_by", sa.String(120)),
+    sa.Column("done_at", sa.String(40)),
+)
+
+once_keys = sa.Table(
+    "once_keys",  # idempotency keys: "this request was already handled"
+    metadata,
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("at", sa.String(40), nullable=False),
+)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime | None = None) -> str:
+    return (moment or now()).astimezone(UTC).isoformat(timespec="seconds")
+
+
+def parse_iso(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: str
+    env: str
+    status: str
+    source: str
+    requested_by: str
+    approved_by: str | None
+    plan: dict[str, Any]
+    plan_hash: str
+    dry_run: bool
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    heartbeat_at: datetime | None
+    current_step: str | None
+    error: str | None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    run_id: str
+    name: str
+    position: int
+    status: str
+    attempts: int
+    started_at: datetime | None
+    finished_at: datetime | None
+    summary: str
+    details: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    at: datetime
+    run_id: str | None
+    env: str | None
+    actor: str
+    action: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class LockRecord:
+    env: str
+    run_id: str
+    holder: str
+    acquired_at: datetime
+
+
+@dataclass(frozen=True)
+class RestorePoint:
+    id: int
+    env: str
+    commit_sha: str
+    commit_subject: str
+    dump_path: str | None
+    dump_size: int | None
+    created_at: datetime
+    created_by: str
+
+
+@dataclass(frozen=True)
+class ChecklistRecord:
+    run_id: str
+    item_id: str
+    phase: str
+    position: int
+    text: str
+    done_by: str | None
+    done_at: datetime | None
