@@ -27,6 +27,7 @@ from bot.errors import PreconditionFailed
 from bot.services import Services
 from handlers import SlackContext, register
 from handlers.context import TrackedExecutor
+from handlers.flows import announce_interrupted_runs
 
 log = logging.getLogger(__name__)
 DEFAULT_API_URL = "https://slack.com/api/"
@@ -82,6 +83,7 @@ def create_app(
         listener_executor=listeners,
     )
     register(app, ctx)
+    ctx.submit(announce_interrupted_runs, ctx)
     return app, ctx
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -46,11 +45,6 @@ def register_secret(value: str | None) -> None:
     forms = {value, quote(value, safe=""), unquote(value)}
     with _lock:
         _secrets.update(f for f in forms if len(f) >= _SHORTEST_SECRET)
-
-
-def register_secrets(values: Iterable[str | None]) -> None:
-    for value in values:
-        register_secret(value)
 
 
 def url_password(url: str) -> str | None:

@@ -49,13 +49,6 @@ class Scheduler:
         if job is not None:
             job.remove()
 
-    def cancel_prefix(self, prefix: str) -> None:
-        if not self._started:
-            return
-        for job in self._scheduler.get_jobs():
-            if job.id.startswith(prefix):
-                job.remove()
-
     def job_keys(self) -> list[str]:
         return [job.id for job in self._scheduler.get_jobs()] if self._started else []
 
@@ -74,7 +67,3 @@ def _guarded(key: str, fn: Callable[[], None]) -> Callable[[], None]:
             log.exception("scheduled job %s failed", key)
 
     return run
-
-
-def due(after: timedelta, *, since: datetime | None = None) -> datetime:
-    return (since or datetime.now(UTC)) + after

@@ -104,7 +104,7 @@ def now() -> datetime:
 
 
 def iso(moment: datetime | None = None) -> str:
-    return (moment or now()).astimezone(UTC).isoformat(timespec="seconds")
+    return (moment or now()).astimezone(UTC).isoformat(timespec="microseconds")  # orders runs made in one second
 
 
 def parse_iso(text: str | None) -> datetime | None:

@@ -9,13 +9,13 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
 from bot.engine import flows
-from bot.engine.approval import check_approval, is_listed, risky_choices
+from bot.engine.approval import is_listed, risky_choices
 from bot.engine.plan import Plan
-from bot.errors import NotAllowed, PlanExpired, RollbackError
+from bot.errors import NotAllowed, RollbackError
 from bot.store import now
 from handlers import blocks
 from handlers.context import SlackContext
-from handlers.flows import approve_and_start, mark_closed, resume
+from handlers.flows import approve_and_start, ensure_can_approve, mark_closed, resume
 from handlers.ids import Action, parse_run_value
 
 
@@ -38,23 +38,7 @@ def register(app: App, ctx: SlackContext) -> None:
         try:
             run_id, plan_hash = parse_run_value(action.get("value", ""))
             record = store.get_run(run_id)
-            settings = ctx.services.config.environment(record.env)
-            try:
-                check_approval(
-                    settings,
-                    run=record,
-                    approver=user,
-                    plan_hash=plan_hash,
-                    members_of=ctx.members_of,
-                    now=now(),
-                    expires_after=ctx.services.config.settings.bot.plan_expires_after,
-                )
-            except PlanExpired:
-                if store.transition(run_id, from_=["planned"], to="expired"):
-                    ctx.submit(mark_closed, ctx, run_id, status="expired")
-                raise
-            if record.status != "planned":
-                raise NotAllowed(f"this rollback is already {record.status}")
+            ensure_can_approve(ctx, record, user=user, plan_hash=plan_hash)
         except RollbackError as error:
             refuse(respond, error)
             return

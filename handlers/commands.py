@@ -46,7 +46,7 @@ def register(app: App, ctx: SlackContext) -> None:
                 view=blocks.options_modal(environments=envs, private_metadata=channel),
             )
         else:
-            refusal = _refusal(ctx, env=parsed.env or "", user=user, channel_name=command.get("channel_name", ""))
+            refusal = refusal_for(ctx, env=parsed.env or "", user=user, channel_name=command.get("channel_name", ""))
             if refusal:
                 ack(
                     response_type="ephemeral",
@@ -76,7 +76,7 @@ def register(app: App, ctx: SlackContext) -> None:
             ctx.submit(plan_and_post, ctx, request, channel=channel, tell=tell)
 
 
-def _refusal(ctx: SlackContext, *, env: str, user: str, channel_name: str) -> RollbackError | None:
+def refusal_for(ctx: SlackContext, *, env: str, user: str, channel_name: str) -> RollbackError | None:
     """Why this person may not start a rollback here, or None."""
     settings = ctx.services.config.settings
     pattern = settings.bot.incident_channels

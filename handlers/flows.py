@@ -11,9 +11,13 @@ from collections.abc import Callable
 from typing import Any
 
 from bot.engine import flows
+from bot.engine.approval import check_approval
+from bot.engine.events import StepFailed
 from bot.engine.plan import Plan, RollbackRequest
-from bot.errors import RollbackError
-from bot.store import now
+from bot.engine.run import state_of, view
+from bot.engine.steps import STEP_BY_NAME
+from bot.errors import NotAllowed, PlanExpired, RollbackError
+from bot.store import RunRecord, now
 from handlers import blocks
 from handlers.context import SlackContext
 from handlers.reporter import SlackReporter
@@ -50,6 +54,26 @@ def plan_and_post(
         except RollbackError:
             pass  # it was already started or cancelled: nothing to replace
     return record.id
+
+
+def ensure_can_approve(ctx: SlackContext, record: RunRecord, *, user: str, plan_hash: str) -> None:
+    """Raise why `user` may not approve this exact plan now; an expired plan is closed on the way."""
+    try:
+        check_approval(
+            ctx.services.config.environment(record.env),
+            run=record,
+            approver=user,
+            plan_hash=plan_hash,
+            members_of=ctx.members_of,
+            now=now(),
+            expires_after=ctx.services.config.settings.bot.plan_expires_after,
+        )
+    except PlanExpired:
+        if ctx.services.store.transition(record.id, from_=["planned"], to="expired"):
+            ctx.submit(mark_closed, ctx, record.id, status="expired")
+        raise
+    if record.status != "planned":
+        raise NotAllowed(f"this rollback is already {record.status}")
 
 
 def approve_and_start(ctx: SlackContext, run_id: str, *, approver: str, tell: Tell) -> None:
@@ -106,3 +130,40 @@ def mark_closed(ctx: SlackContext, run_id: str, *, status: str, detail: str = ""
             detail=detail,
         ),
     )
+
+
+def announce_interrupted_runs(ctx: SlackContext) -> int:
+    """After a restart: say in each interrupted run's thread where it stopped, with Retry / Abort.
+
+    Once per run and heartbeat, across replicas (the store's once-keys), so two replicas starting
+    together post one notice.
+    """
+    posted = 0
+    for record in ctx.services.store.list_runs(limit=50, statuses=("running",)):
+        current = view(ctx.services, record.id)
+        if current.status != "interrupted" or "ts" not in record.meta:
+            continue
+        if not ctx.services.store.first_time(f"interrupted:{record.id}:{record.heartbeat_at}"):
+            continue
+        stuck = next((s for s in current.steps if s.status == "running"), None)
+        title = STEP_BY_NAME[stuck.name].title if stuck else "the run"
+        event = StepFailed(
+            run_id=record.id,
+            step=stuck.name if stuck else "",
+            title=title,
+            error="interrupted: the bot stopped while this step was running, so its outcome is unknown",
+            hint="Retry runs the step again (every step is safe to repeat); Abort ends the run and frees the lock",
+            duration_s=0.0,
+            state=state_of(current.steps, Plan.from_dict(record.plan)),
+            next_moves=("retry", "skip", "abort")
+            if stuck and STEP_BY_NAME[stuck.name].skippable
+            else ("retry", "abort"),
+        )
+        ctx.client.chat_postMessage(
+            channel=record.meta["channel"],
+            thread_ts=record.meta["ts"],
+            text=f"Rollback {record.id} was interrupted during {title}",
+            blocks=blocks.failure_blocks(run_id=record.id, plan_hash=record.plan_hash, event=event),
+        )
+        posted += 1
+    return posted

@@ -7,14 +7,12 @@ from typing import Any
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
-from bot.engine.approval import check_approval
 from bot.engine.plan import RollbackRequest
 from bot.errors import RollbackError
-from bot.store import now
 from handlers import grammar
-from handlers.commands import _refusal
+from handlers.commands import refusal_for
 from handlers.context import SlackContext
-from handlers.flows import approve_and_start, plan_and_post
+from handlers.flows import approve_and_start, ensure_can_approve, plan_and_post
 from handlers.ids import DEFAULT_CHOICE, Choice, Field, View, parse_run_value
 
 
@@ -58,7 +56,7 @@ def register(app: App, ctx: SlackContext) -> None:
                 channel_name = client.conversations_info(channel=channel)["channel"].get("name", "")
             except Exception:
                 channel_name = ""
-        refusal = _refusal(ctx, env=parsed.env or "", user=user, channel_name=channel_name)
+        refusal = refusal_for(ctx, env=parsed.env or "", user=user, channel_name=channel_name)
         if refusal:
             ack(response_action="errors", errors={Field.ENV.value: refusal.message[:150]})
             return
@@ -90,15 +88,7 @@ def register(app: App, ctx: SlackContext) -> None:
             return
         try:
             # The modal was opened for an approver, but check again: the plan may have expired meanwhile.
-            check_approval(
-                ctx.services.config.environment(record.env),
-                run=record,
-                approver=user,
-                plan_hash=plan_hash,
-                members_of=ctx.members_of,
-                now=now(),
-                expires_after=ctx.services.config.settings.bot.plan_expires_after,
-            )
+            ensure_can_approve(ctx, record, user=user, plan_hash=plan_hash)
         except RollbackError as error:
             ack(response_action="errors", errors={Field.TYPED_ENV.value: error.message[:150]})
             return

@@ -264,3 +264,28 @@ def test_a_run_without_a_terminal_or_force_asks_for_confirmation_and_changes_not
     assert run_cli(incident, "run", "prod") == 2
     assert "typed confirmation" in capsys.readouterr().err
     assert remote_head(incident) == head
+
+
+def test_the_store_can_be_postgresql_for_replicas(incident: Incident, capsys: pytest.CaptureFixture[str]) -> None:
+    name = incident.db_name + "_state"
+    url = create_database(name)
+    try:
+        config = incident.config_path.read_text().replace(
+            'store = "sqlite:///state/rollback-bot.db"', f'store = "{url}"'
+        )
+        incident.config_path.write_text(config)
+        assert run_cli(incident, "snapshot", "prod") == 0  # a restore point at the deployed (bad) head…
+        assert run_cli(incident, "run", "prod", "--force", "--to", incident.repo.good, "--db", "none") == 0
+        assert run_cli(incident, "history") == 0
+        out = capsys.readouterr().out
+        assert "restore point #1 for prod" in out and "succeeded" in out
+        assert tree(incident, remote_head(incident)) == tree(incident, incident.repo.good)
+        from bot.store import Store
+
+        store = Store(url)
+        try:
+            assert store.list_runs()[0].status == "succeeded" and store.lock_for("prod") is None
+        finally:
+            store.close()
+    finally:
+        drop_databases(name)

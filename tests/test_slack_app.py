@@ -56,21 +56,9 @@ def test_request_plan_refused_self_approval_approval_thread_and_checklist(
 
     # The plan replaces the live database, so carol must type the environment's name.
     slack.click(CAROL, "Confirm", message=plan)
-    modal = slack.api.open_view_for(CAROL)
-    assert modal is not None
-    slack.slack.view_submission(
-        user_id=CAROL,
-        callback_id=modal.view["callback_id"],
-        state_values={"typed_env": {"typed_env": {"type": "plain_text_input", "value": "staging"}}},
-    )
-    slack.settle()
+    slack.type_confirmation(CAROL, "staging")
     assert remote_head(incident) == head  # the wrong name confirms nothing
-    slack.slack.view_submission(
-        user_id=CAROL,
-        callback_id=modal.view["callback_id"],
-        state_values={"typed_env": {"typed_env": {"type": "plain_text_input", "value": "prod"}}},
-    )
-    slack.settle()
+    slack.type_confirmation(CAROL, "prod")
 
     run = services.store.list_runs()[0]
     assert run.status == "succeeded", run.error
@@ -216,14 +204,7 @@ def test_no_secret_reaches_slack(
     slack.slash(ALICE, "prod")
     plan = slack.latest()
     slack.click(CAROL, "Confirm", message=plan)
-    modal = slack.api.open_view_for(CAROL)
-    assert modal is not None
-    slack.slack.view_submission(
-        user_id=CAROL,
-        callback_id=modal.view["callback_id"],
-        state_values={"typed_env": {"typed_env": {"type": "plain_text_input", "value": "prod"}}},
-    )
-    slack.settle()
+    slack.type_confirmation(CAROL, "prod")
     sent = json.dumps([c.args for c in slack.api.calls])
     assert secret not in sent and "xoxb-test-token" not in sent
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -262,10 +262,6 @@ def _database_plan(
         restore_point_at=taken,
         pre_dump=pre_dump,
     )
-
-
-def with_dry_run(plan: Plan, dry_run: bool) -> Plan:
-    return replace(plan, dry_run=dry_run)
 
 
 def _commit(data: dict[str, Any]) -> Commit:

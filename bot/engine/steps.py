@@ -9,13 +9,11 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from bot.backends.base import CodeRepo, Database, HealthChecker, Progress
 from bot.config import EnvironmentSettings
-from bot.durations import format_duration
 from bot.engine.checklist import ChecklistFacts, build_checklist
 from bot.engine.plan import Plan
 from bot.errors import (
@@ -288,7 +286,3 @@ def _size(size: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} TiB"
-
-
-def age(moment: datetime) -> str:
-    return format_duration(now() - moment)

@@ -71,15 +71,7 @@ def _slack(incident: Incident) -> int:
                 say(f"  (only alice sees) {text}")
             say("carol (incident commander) clicks Confirm… and types “prod” in the confirmation modal")
             slack.click(CAROL, "Confirm", message=plan)
-            modal = slack.api.open_view_for(CAROL)
-            if modal is None:
-                say("the confirmation modal did not open")
-                return 1
-            slack.slack.view_submission(
-                user_id=CAROL,
-                callback_id=modal.view["callback_id"],
-                state_values={"typed_env": {"typed_env": {"type": "plain_text_input", "value": "prod"}}},
-            )
+            slack.type_confirmation(CAROL, "prod", settle=False)
             slack.settle(timeout=600)
             checklist = next((m for m in reversed(slack.thread(plan)) if "checklist_done" in str(m.blocks)), None)
             if checklist is not None:

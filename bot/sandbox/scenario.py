@@ -54,10 +54,11 @@ def config_text(
     update_every: str = "10m",
     remind_after: tuple[str, str] = ("15m", "2h"),
     health_interval: str = "200ms",
+    store: str = "sqlite:///state/rollback-bot.db",
 ) -> str:
     return f"""# The sandbox's rollback.toml: one environment, "prod", on this machine.
 [bot]
-store = "sqlite:///state/rollback-bot.db"
+store = "{store}"
 backup_dir = "backups"
 incident_channels = "^(inc|incident)[-_]"
 stakeholder_channels = ["C0STATUS"]

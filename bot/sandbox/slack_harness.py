@@ -31,17 +31,24 @@ USERS = {
 USERGROUPS = {"S0ONCALL": ["U0ALICE", "U0DAVE"], "S0DBA": ["U0DAVE"]}
 
 
+def sandbox_slack_api() -> SlackApiStandIn:
+    """The stand-in with the sandbox's channels, people and user groups."""
+    return SlackApiStandIn(channels=dict(CHANNELS), users=dict(USERS), usergroups=dict(USERGROUPS))
+
+
 class SlackWorkspace:
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, *, api: SlackApiStandIn | None = None) -> None:
+        """`api`: a running stand-in to reuse (Slack outlives the bot across a restart); else one of our own."""
         self.services = services
-        self.api = SlackApiStandIn(channels=dict(CHANNELS), users=dict(USERS), usergroups=dict(USERGROUPS))
+        self._owns_api = api is None
+        self.api = api or sandbox_slack_api()
         self.ctx: SlackContext | None = None
         self._server: Any = None
         self.sender: SlackRequestSender | None = None
         self.app_url = ""
 
     def start(self) -> SlackWorkspace:
-        api_url = self.api.start()
+        api_url = self.api.start() if self._owns_api else self.api.base_url
         app, self.ctx = create_app(self.services, token=self.api.token, signing_secret=SIGNING_SECRET, api_url=api_url)
         self._server = http_server(app, host="127.0.0.1", port=0)
         threading.Thread(target=self._server.run, name="slack-app-http", daemon=True).start()
@@ -56,7 +63,9 @@ class SlackWorkspace:
             self.ctx.scheduler.shutdown()
         if self._server is not None:
             self._server.close()
-        self.api.stop()
+            self._server.task_dispatcher.shutdown()  # close() leaves waitress's worker threads running
+        if self._owns_api:
+            self.api.stop()
 
     def __enter__(self) -> SlackWorkspace:
         return self.start()
@@ -90,6 +99,21 @@ class SlackWorkspace:
         action_id, value = find_button(message.blocks, label)
         response = self.slack.block_action(
             user_id=user, action_id=action_id, value=value, channel_id=channel, message_ts=message.ts
+        )
+        if settle:
+            self.settle()
+        return response
+
+    def type_confirmation(self, user: str, typed: str, *, settle: bool = True) -> requests.Response:
+        """`user` types `typed` into the typed-confirmation modal the bot opened for them, and submits."""
+        modal = self.api.open_view_for(user, callback_id="rollback_typed_confirmation")
+        if modal is None:
+            raise LookupError(f"no confirmation modal is open for {user}")
+        response = self.slack.view_submission(
+            user_id=user,
+            callback_id="rollback_typed_confirmation",
+            view_id=modal.id,
+            state_values={"typed_env": {"typed_env": {"type": "plain_text_input", "value": typed}}},
         )
         if settle:
             self.settle()

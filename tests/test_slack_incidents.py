@@ -1,0 +1,171 @@
+"""More incidents in Slack: stale and edited plans, group approvers, rate limits, restarts, retries."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import requests
+
+from bot.cli import main
+from bot.sandbox.scenario import Incident
+from bot.sandbox.slack_api import SlackApiStandIn
+from bot.sandbox.slack_harness import INCIDENT, SlackWorkspace, sandbox_slack_api
+from bot.sandbox.slack_signing import SlackRequestSender
+from bot.services import Services
+from bot.store import now
+from tests.test_slack_app import ALICE, CAROL, DAVE, text_of
+
+
+@pytest.fixture
+def slack(services: Services) -> Iterator[SlackWorkspace]:
+    with SlackWorkspace(services) as workspace:
+        yield workspace
+
+
+def test_an_expired_plan_cannot_be_confirmed(slack: SlackWorkspace, services: Services) -> None:
+    slack.slash(ALICE, "prod --db none")
+    plan = slack.latest()
+    run = services.store.list_runs()[0]
+    services.store.update_run(run.id, created_at=now() - timedelta(minutes=20))  # plans live 15 minutes
+    slack.click(CAROL, "Confirm", message=plan)
+    assert any("expired" in t for t in slack.ephemeral_texts(CAROL))
+    assert services.store.get_run(run.id).status == "expired"
+    header = slack.api.message(INCIDENT, plan.ts)
+    assert "expired" in text_of(header).lower() and '"Confirm' not in text_of(header)
+
+
+def test_edit_replaces_the_plan_and_the_old_buttons_stop_working(slack: SlackWorkspace, services: Services) -> None:
+    slack.slash(ALICE, "prod")
+    old = slack.latest()
+    slack.click(ALICE, "Edit", message=old)
+    modal = slack.api.open_view_for(ALICE, callback_id="rollback_options")
+    assert modal is not None
+    slack.slack.view_submission(
+        user_id=ALICE,
+        callback_id="rollback_options",
+        view_id=modal.id,
+        state_values={
+            "env": {"env": {"type": "static_select", "selected_option": {"value": "prod"}}},
+            "db": {"db": {"type": "static_select", "selected_option": {"value": "none"}}},
+        },
+    )
+    slack.settle()
+    new = slack.latest()
+    assert new.ts != old.ts
+    runs = services.store.list_runs()
+    assert [r.status for r in runs] == ["planned", "cancelled"]
+    assert runs[0].plan["database"]["action"] == "none"
+    slack.click(CAROL, "Confirm", message=old)  # a stale button cannot approve the edited plan
+    assert services.store.get_run(runs[1].id).status == "cancelled"
+    assert services.store.get_run(runs[0].id).status == "planned"
+    slack.click(CAROL, "Confirm", message=new)
+    assert services.store.get_run(runs[0].id).status == "succeeded"
+
+
+def test_a_member_of_an_approver_group_may_confirm(slack: SlackWorkspace, services: Services) -> None:
+    slack.slash(ALICE, "prod --db none")
+    slack.click(DAVE, "Confirm", message=slack.latest())  # dave is in S0ONCALL, an approver group
+    run = services.store.list_runs()[0]
+    assert run.status == "succeeded" and run.approved_by == DAVE
+    assert slack.api.calls_to("usergroups.users.list")
+
+
+def test_rate_limited_slack_calls_are_retried_after_retry_after(slack: SlackWorkspace) -> None:
+    slack.api.rate_limit("chat.postMessage", times=2, retry_after=1)
+    slack.slash(ALICE, "prod --dry-run")
+    posts = slack.api.calls_to("chat.postMessage")
+    assert [c.status for c in posts[:3]] == [429, 429, 200]
+    assert posts[2].at - posts[1].at >= 0.9  # waited as Retry-After asked
+    assert "Rollback plan" in text_of(slack.latest())
+
+
+def test_an_interrupted_run_is_announced_after_a_restart_and_can_be_aborted(
+    services: Services, incident: Incident
+) -> None:
+    api = sandbox_slack_api()
+    api.start()
+    with SlackWorkspace(services, api=api) as slack:
+        slack.slash(ALICE, "prod --db none")
+        plan = slack.latest()
+    run = services.store.list_runs()[0]
+    # The bot died during the code step: the journal says "running", the heartbeat stopped long ago.
+    services.store.acquire_lock("prod", run_id=run.id, holder=ALICE)
+    assert services.store.transition(run.id, from_=["planned"], to="running", started_at=now())
+    services.store.init_steps(run.id, ["safety", "pre_dump", "code", "database", "flags", "health", "checklist"])
+    for step in ("safety", "pre_dump"):
+        services.store.claim_step(run.id, step)
+        services.store.finish_step(run.id, step, status="ok", summary="done before the crash")
+    services.store.claim_step(run.id, "code")
+    services.store.update_run(run.id, heartbeat_at=now() - timedelta(minutes=10))
+
+    try:
+        with SlackWorkspace(services, api=api) as restarted:  # a new process starts; Slack kept the thread
+            restarted.settle()
+            notices = [m for m in restarted.thread(plan) if "interrupted" in m.text]
+            assert len(notices) == 1
+            assert "Retry" in text_of(notices[0]) and "Abort" in text_of(notices[0])
+            restarted.click(CAROL, "Abort", message=notices[0])
+        with SlackWorkspace(services, api=api) as again:  # a second restart does not announce it again
+            again.settle()
+            assert len([m for m in again.thread(plan) if "interrupted" in m.text]) == 1
+    finally:
+        api.stop()
+    assert services.store.get_run(run.id).status == "aborted"
+    assert services.store.lock_for("prod") is None
+
+
+def test_slack_event_retries_are_not_handled_twice(slack: SlackWorkspace) -> None:
+    slack.slack.app_home_opened(user_id=CAROL)
+    slack.slack.app_home_opened(user_id=CAROL, retry_num=1, retry_reason="http_timeout")
+    slack.settle()
+    assert len(slack.api.calls_to("views.publish")) == 1
+
+
+def test_serve_answers_slack_over_http_as_its_own_process(incident: Incident, tmp_path: Path) -> None:
+    with SlackApiStandIn(channels={INCIDENT: "inc-checkout-500s"}) as api:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        env = {
+            **os.environ,
+            "SLACK_BOT_TOKEN": api.token,
+            "SLACK_SIGNING_SECRET": "process-secret",
+            "SLACK_API_URL": api.base_url,
+        }
+        command = [sys.executable, "-m", "bot.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+        server = subprocess.Popen([*command, "--config", str(incident.config_path)], env=env, cwd=tmp_path)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
+                        break
+                except requests.ConnectionError:
+                    time.sleep(0.1)
+            sender = SlackRequestSender(app_url=f"{base}/slack/events", signing_secret="process-secret", api=api)
+            answer = sender.slash_command(user_id=ALICE, text="help", channel_id=INCIDENT)
+            assert answer.status_code == 200 and "/rollback ENV" in answer.text
+            forged = SlackRequestSender(app_url=f"{base}/slack/events", signing_secret="wrong", api=api)
+            assert forged.slash_command(user_id=ALICE, text="help", channel_id=INCIDENT).status_code == 401
+            assert requests.get(f"{base}/slack/events", timeout=5).status_code == 405
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+
+
+def test_socket_mode_without_an_app_token_is_a_clear_error(
+    incident: Incident, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SLACK_APP_TOKEN", raising=False)
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-x")
+    assert main(["socket", "--config", str(incident.config_path)]) == 2
+    assert "SLACK_APP_TOKEN must be set" in capsys.readouterr().err
