@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
 from bot.engine import flows
-from bot.engine.approval import check_requester
 from bot.engine.plan import RollbackRequest
 from bot.engine.run import view
 from bot.errors import RollbackError
 from handlers import blocks, grammar
 from handlers.context import SlackContext
-from handlers.flows import plan_and_post
+from handlers.flows import check_and_plan
 
 
 def register(app: App, ctx: SlackContext) -> None:
@@ -46,19 +44,8 @@ def register(app: App, ctx: SlackContext) -> None:
                 view=blocks.options_modal(environments=envs, private_metadata=channel),
             )
         else:
-            refusal = refusal_for(ctx, env=parsed.env or "", user=user, channel_name=command.get("channel_name", ""))
-            if refusal:
-                ack(
-                    response_type="ephemeral",
-                    text=refusal.message,
-                    blocks=blocks.error_blocks(message=refusal.message, hint=refusal.hint),
-                )
-                return
             dry = " (dry run)" if parsed.dry_run else ""
-            ack(
-                response_type="ephemeral",
-                text=f"Planning a rollback of {parsed.env}{dry}: fetching the remote and scanning migrations…",
-            )
+            ack(response_type="ephemeral", text=f"Got it: checking and planning a rollback of {parsed.env}{dry}…")
             request = RollbackRequest(
                 env=parsed.env or "",
                 requested_by=user,
@@ -73,25 +60,9 @@ def register(app: App, ctx: SlackContext) -> None:
             def tell(reply: list[dict[str, Any]], text: str) -> None:
                 respond(response_type="ephemeral", replace_original=False, text=text, blocks=reply)
 
-            ctx.submit(plan_and_post, ctx, request, channel=channel, tell=tell)
-
-
-def refusal_for(ctx: SlackContext, *, env: str, user: str, channel_name: str) -> RollbackError | None:
-    """Why this person may not start a rollback here, or None."""
-    settings = ctx.services.config.settings
-    pattern = settings.bot.incident_channels
-    if pattern and not re.search(pattern, channel_name or ""):
-        return RollbackError(
-            f"/rollback only runs in incident channels (names matching `{pattern}`); "
-            f"#{channel_name or 'this one'} is not one",
-            hint="start or join the incident channel and run it there",
-        )
-    try:
-        settings_env = ctx.services.config.environment(env)
-        check_requester(settings_env, env=env, user=user, members_of=ctx.members_of)
-    except RollbackError as error:
-        return error
-    return None
+            ctx.submit(
+                check_and_plan, ctx, request, channel=channel, channel_name=command.get("channel_name", ""), tell=tell
+            )
 
 
 def _cancel(ctx: SlackContext, *, run_id: str | None, user: str, channel: str, respond: Respond) -> None:

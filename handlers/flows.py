@@ -7,11 +7,14 @@ Slack errors are reported back to the person who clicked, in one way (ephemeral)
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
+from slack_sdk.errors import SlackApiError
+
 from bot.engine import flows
-from bot.engine.approval import check_approval
+from bot.engine.approval import check_approval, check_requester
 from bot.engine.events import StepFailed
 from bot.engine.plan import Plan, RollbackRequest
 from bot.engine.run import state_of, view
@@ -25,6 +28,48 @@ from handlers.reporter import SlackReporter
 log = logging.getLogger(__name__)
 UNEXPECTED = "Something went wrong on the bot's side; it has been logged."
 Tell = Callable[[list[dict[str, Any]], str], None]  # (blocks, fallback text) → an ephemeral reply
+
+
+# Slack puts these in `channel_name` when it will not say the name; conversations.info will.
+UNNAMED_CHANNELS = ("", "privategroup", "directmessage", "mpdm")
+
+
+def refusal_for(ctx: SlackContext, *, env: str, user: str, channel_name: str) -> RollbackError | None:
+    """Why this person may not start a rollback of `env` in this channel, or None."""
+    pattern = ctx.services.config.settings.bot.incident_channels
+    if pattern and not re.search(pattern, channel_name or ""):
+        return NotAllowed(
+            f"/rollback only runs in incident channels (names matching `{pattern}`); "
+            f"#{channel_name or 'this one'} is not one",
+            hint="start or join the incident channel and run it there",
+        )
+    try:
+        check_requester(ctx.services.config.environment(env), env=env, user=user, members_of=ctx.members_of)
+    except RollbackError as error:
+        return error
+    return None
+
+
+def check_and_plan(
+    ctx: SlackContext,
+    request: RollbackRequest,
+    *,
+    channel: str,
+    channel_name: str,
+    tell: Tell,
+    supersedes: str | None = None,
+) -> str | None:
+    """After the ack: may this person roll back here? Then plan and post."""
+    if channel_name in UNNAMED_CHANNELS and ctx.services.config.settings.bot.incident_channels:
+        try:
+            channel_name = ctx.client.conversations_info(channel=channel)["channel"].get("name", "")
+        except SlackApiError as error:
+            log.warning("conversations.info %s failed: %s", channel, error.response.get("error"))
+    refusal = refusal_for(ctx, env=request.env, user=request.requested_by, channel_name=channel_name)
+    if refusal:
+        tell(blocks.error_blocks(message=refusal.message, hint=refusal.hint), refusal.message)
+        return None
+    return plan_and_post(ctx, request, channel=channel, tell=tell, supersedes=supersedes)
 
 
 def plan_and_post(

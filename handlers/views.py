@@ -10,9 +10,8 @@ from slack_sdk import WebClient
 from bot.engine.plan import RollbackRequest
 from bot.errors import RollbackError
 from handlers import grammar
-from handlers.commands import refusal_for
 from handlers.context import SlackContext
-from handlers.flows import approve_and_start, ensure_can_approve, plan_and_post
+from handlers.flows import approve_and_start, check_and_plan, ensure_can_approve
 from handlers.ids import DEFAULT_CHOICE, Choice, Field, View, parse_run_value
 
 
@@ -50,16 +49,6 @@ def register(app: App, ctx: SlackContext) -> None:
             field = Field.TARGET if target and "commit" in error.message else Field.ENV
             ack(response_action="errors", errors={field.value: error.message})
             return
-        channel_name = ""
-        if channel:
-            try:
-                channel_name = client.conversations_info(channel=channel)["channel"].get("name", "")
-            except Exception:
-                channel_name = ""
-        refusal = refusal_for(ctx, env=parsed.env or "", user=user, channel_name=channel_name)
-        if refusal:
-            ack(response_action="errors", errors={Field.ENV.value: refusal.message[:150]})
-            return
         ack()
         request = RollbackRequest(
             env=parsed.env or "",
@@ -75,7 +64,9 @@ def register(app: App, ctx: SlackContext) -> None:
         def tell(reply: list[dict[str, Any]], text: str) -> None:
             client.chat_postEphemeral(channel=channel, user=user, text=text, blocks=reply)
 
-        ctx.submit(plan_and_post, ctx, request, channel=channel, tell=tell, supersedes=supersedes or None)
+        ctx.submit(
+            check_and_plan, ctx, request, channel=channel, channel_name="", tell=tell, supersedes=supersedes or None
+        )
 
     @app.view(View.TYPED_CONFIRMATION.value)
     def typed_confirmation(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:

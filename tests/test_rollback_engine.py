@@ -206,6 +206,8 @@ def test_two_starts_of_one_run_run_it_once(incident: Incident, services: Service
         t.join()
     assert "succeeded" in results
     assert [s.attempts for s in services.store.steps(record.id)] == [1] * 7
+    assert flows.start(services, record.id, actor="carol").status == "succeeded"  # a late third click
+    assert services.store.lock_for("prod") is None  # …does not leave the environment locked
     assert (
         git(
             Path(incident.repo.remote_url),

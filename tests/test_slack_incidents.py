@@ -169,3 +169,14 @@ def test_socket_mode_without_an_app_token_is_a_clear_error(
     monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-x")
     assert main(["socket", "--config", str(incident.config_path)]) == 2
     assert "SLACK_APP_TOKEN must be set" in capsys.readouterr().err
+
+
+def test_a_private_channel_name_slack_hides_is_looked_up(slack: SlackWorkspace, services: Services) -> None:
+    slack.slack.slash_command(user_id=ALICE, text="prod --dry-run", channel_id=INCIDENT, channel_name="privategroup")
+    slack.settle()
+    assert slack.api.calls_to("conversations.info")
+    assert services.store.list_runs()  # inc-checkout-500s is an incident channel: the plan was made
+    slack.slack.slash_command(user_id=ALICE, text="prod", channel_id="C0GENERAL", channel_name="privategroup")
+    slack.settle()
+    assert any("incident channels" in t for t in slack.ephemeral_texts(ALICE, channel="C0GENERAL"))
+    assert len(services.store.list_runs()) == 1

@@ -81,9 +81,10 @@ class Runner:
         if not self.store.transition(
             run_id, from_=["planned", "approved"], to="running", started_at=now(), heartbeat_at=now()
         ):
-            # someone else started it (or it was cancelled); only release a lock we just took for nothing
+            # Someone else started it, or it already ended. The lock is this run's to keep only while
+            # it runs or waits for a decision; otherwise we just took it for nothing.
             current = self.store.get_run(run_id)
-            if current.status in ("cancelled", "expired", "refused"):
+            if current.status not in ("running", "failed"):
                 self.store.release_lock(record.env, run_id=run_id)
             return current
         self.store.record(actor=actor, action="run.started", run_id=run_id, env=record.env)
