@@ -68,6 +68,8 @@ def create_app(
             hint="see the README's 'Install the Slack app' section",
         )
     client = web_client(token, api_url=api_url)
+    # Bolt reads SLACK_BOT_TOKEN itself and warns that our client wins; that is the intent, not news.
+    logging.getLogger("slack_bolt.App").addFilter(lambda record: "will be unused" not in record.getMessage())
     listeners = TrackedExecutor(workers=LISTENER_WORKERS, name="bolt-listener")
     app = App(
         client=client,

@@ -291,3 +291,31 @@ def test_the_store_can_be_postgresql_for_replicas(incident: Incident, capsys: py
             store.close()
     finally:
         drop_databases(name)
+
+
+@pytest.mark.parametrize(
+    ("answers", "code", "changed"),
+    [
+        (["prod", "ROLLBACK"], 0, True),  # the seed's confirmations: the environment's name, then ROLLBACK
+        (["prod", "yes"], 1, False),
+        (["staging"], 1, False),
+    ],
+)
+def test_the_terminal_asks_before_it_rolls_back(
+    incident: Incident,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    answers: list[str],
+    code: int,
+    changed: bool,
+) -> None:
+    head = remote_head(incident)
+    replies = iter(answers)
+    asked: list[str] = []
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("builtins.input", lambda prompt="": asked.append(prompt) or next(replies))
+    assert run_cli(incident, "run", "prod") == code
+    assert "Type the environment name (prod)" in asked[0]
+    assert (remote_head(incident) != head) is changed
+    if not changed:
+        assert "Cancelled: nothing was changed." in capsys.readouterr().out

@@ -65,6 +65,11 @@ def _slack(incident: Incident) -> int:
             say("alice (on call) in #inc-checkout-500s:  /rollback prod")
             slack.slash(ALICE, "prod")
             plan = slack.latest()
+            say(RULE)
+            say("The plan, as the channel sees it before anyone approves:")
+            say(RULE)
+            say(slack.transcript(INCIDENT))
+            say(RULE)
             say("alice clicks Confirm on her own plan…")
             slack.click(ALICE, "Confirm", message=plan)
             for text in slack.ephemeral_texts(ALICE)[-1:]:
