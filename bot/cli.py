@@ -61,6 +61,8 @@ def _parser() -> argparse.ArgumentParser:
         decision.add_argument(f"--{choice}", dest="decision", action="store_const", const=choice)
     abort = command("abort", "abort a failed or interrupted run (releases the environment's lock)")
     abort.add_argument("run_id", metavar="RUN_ID")
+    undo = command("undo-flags", "put the flags a run turned off back as they were before it")
+    undo.add_argument("run_id", metavar="RUN_ID")
     command("status", "what is running or waiting now")
     history = command("history", "recent rollbacks")
     history.add_argument("--env")
@@ -144,6 +146,9 @@ def _engine_command(services: Services, args: argparse.Namespace) -> int:
             services, args.run_id, decision=decision, actor=flows.terminal_user(), reporters=[reporter]
         )
         return 0 if record.status in ("succeeded", "aborted") else EXIT_FAILED
+    if command == "undo-flags":
+        print("\n".join(flows.undo_flags(services, args.run_id, actor=flows.terminal_user())))
+        return 0
     if command == "status":
         store = services.store
         active = store.list_runs(limit=50, statuses=("running", "failed", "planned"))

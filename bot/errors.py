@@ -125,3 +125,11 @@ class PlanExpired(RollbackError):
 
 class PlanChanged(RollbackError):
     """The plan an approval was given for is not the plan that would run now."""
+
+
+class FlagError(RollbackError):
+    """A flag vendor refused or could not be reached; says which flags are in which state."""
+
+
+class RdsError(RollbackError):
+    """AWS refused or failed an RDS call; says what exists now (e.g. a half-created instance)."""

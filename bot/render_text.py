@@ -42,6 +42,8 @@ def plan_text(plan: Plan) -> str:
         lines.append(
             f"  restore from   {db.source}" + (f"  ({db.source_label}, {age} old)" if age else f"  ({db.source_label})")
         )
+    if db.new_instance:
+        lines.append(f"  new instance   {db.new_instance} (RDS restores never touch the old instance; repoint the app)")
     if db.pre_dump:
         lines.append(f"  pre-rollback   dump to {db.pre_dump}, verified before anything changes, kept")
     if plan.flags:

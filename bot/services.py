@@ -7,10 +7,12 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.backends.base import CodeRepo, Database, HealthChecker
+from bot.backends.base import CodeRepo, Database, FlagProvider, HealthChecker, RdsRestorer
 from bot.backends.databases import open_database
+from bot.backends.flags import open_flag_provider
 from bot.backends.git import GitRepo
 from bot.backends.health import HttpHealthChecker
+from bot.backends.rds import RdsRestore
 from bot.config import LoadedConfig, load_config
 from bot.errors import PreconditionFailed
 from bot.redact import register_secret
@@ -50,6 +52,26 @@ class Services:
             )
         register_secret(url)
         return open_database(engine=settings.engine, url=url)
+
+    def flag_providers(self, env: str) -> list[FlagProvider]:
+        """One provider per [[flags]] entry; API keys are read from the environment now."""
+        providers = []
+        for index, flag in enumerate(self.config.environment(env).flags):
+            api_key = os.environ.get(flag.api_key_env) if flag.api_key_env else None
+            if flag.api_key_env and not api_key:
+                raise PreconditionFailed(
+                    f"{flag.api_key_env} is not set: flags[{index}] ({flag.provider}) needs its API key",
+                    hint=f"export {flag.api_key_env}=… or run with --no-flags",
+                )
+            register_secret(api_key)
+            providers.append(open_flag_provider(flag, api_key=api_key, index=index))
+        return providers
+
+    def rds(self, env: str) -> RdsRestorer | None:
+        settings = self.config.environment(env).rds
+        if settings is None:
+            return None
+        return RdsRestore(region=settings.region, instance_class=settings.instance_class)
 
     def dump_override(self, env: str) -> Path | None:
         dump = self.config.environment(env).database.dump

@@ -193,6 +193,15 @@ class Store:
             )
             conn.execute(runs.update().where(runs.c.id == run_id).values(heartbeat_at=iso()))
 
+    def note_step(self, run_id: str, name: str, details: dict[str, Any]) -> None:
+        """Journal what a running step learned before it changes anything (e.g. flag states)."""
+        with self._tx() as conn:
+            conn.execute(
+                steps.update()
+                .where(steps.c.run_id == run_id, steps.c.name == name)
+                .values(details=json.dumps(redact_data(details)))
+            )
+
     def skip_step(self, run_id: str, name: str, *, summary: str) -> bool:
         with self._tx() as conn:
             result = conn.execute(

@@ -106,6 +106,11 @@ def _code_and_database(plan: Plan, now: datetime) -> str:
         age = plan.restore_point_age(now)
         label = ", ".join(part for part in (esc(db.source_label), f"*{age} old*" if age else "") if part)
         lines.append(f"*Restore from*: {code(db.source, limit=300)}" + (f" ({label})" if label else ""))
+    if db.new_instance:
+        lines.append(
+            f"*New RDS instance*: {code(db.new_instance, limit=100)}: the old instance is not touched; "
+            "the app must be pointed at the new endpoint"
+        )
     if db.pre_dump:
         lines.append(
             f"*Before anything changes*: a pre-rollback dump to {code(db.pre_dump, limit=300)}, verified, and kept"

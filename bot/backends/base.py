@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -164,3 +164,76 @@ class HealthResult:
 
 class HealthChecker(Protocol):
     def check(self, spec: HealthSpec, *, progress: Progress = no_progress) -> HealthResult: ...
+
+
+# --- feature flags ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FlagState:
+    """One flag in one environment, as the vendor reports it."""
+
+    key: str
+    on: bool | None  # None: the vendor did not say (unknown flag, or a webhook with no read API)
+    detail: str = ""  # e.g. "served variation: true", "version 12"
+
+
+class FlagProvider(Protocol):
+    """A flag vendor's admin API for one project/environment."""
+
+    provider: str
+
+    def describe(self) -> str:
+        """Vendor, project and environment, with no secret in it."""
+        ...
+
+    def check(self) -> None:
+        """Credentials work and the environment exists; raise FlagError naming what failed."""
+        ...
+
+    def states(self, keys: Sequence[str]) -> list[FlagState]:
+        """Current state of each flag, read before anything changes (so it can be put back)."""
+        ...
+
+    def turn_off(self, key: str) -> FlagState:
+        """Turn the flag off (idempotent: off stays off); return the state the vendor reports after."""
+        ...
+
+    def restore(self, state: FlagState) -> FlagState:
+        """Put a flag back to a recorded state (undo); a state with on=None is left alone."""
+        ...
+
+
+# --- AWS RDS ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RdsRestoreResult:
+    instance_id: str
+    endpoint: str  # host name of the NEW instance
+    port: int
+    status: str  # "available" when done
+    source: str  # the snapshot ID, or "<instance> at <time>" for point-in-time
+    summary: str = ""
+
+
+class RdsRestorer(Protocol):
+    """Restores into a NEW RDS instance (RDS never restores in place) and waits until it is available."""
+
+    def check(self, *, source: str, instance_id: str, point_in_time: bool, run_id: str | None = None) -> None:
+        """Credentials work, the snapshot (or source instance) exists, and `instance_id` is free or this run's."""
+        ...
+
+    def restore_snapshot(
+        self, *, snapshot_id: str, instance_id: str, run_id: str, progress: Progress = no_progress
+    ) -> RdsRestoreResult: ...
+
+    def restore_point_in_time(
+        self,
+        *,
+        source_instance_id: str,
+        instance_id: str,
+        run_id: str,
+        restore_time: datetime | None = None,  # None: the latest restorable time
+        progress: Progress = no_progress,
+    ) -> RdsRestoreResult: ...

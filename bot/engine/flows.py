@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from bot.backends.base import Progress, no_progress
+from bot.backends.base import FlagState, Progress, no_progress
 from bot.engine.events import Reporter
 from bot.engine.plan import Plan, RollbackRequest, make_plan
 from bot.engine.run import Runner
@@ -138,3 +138,19 @@ def take_snapshot(services: Services, env: str, *, actor: str, progress: Progres
     services.store.record(actor=actor, action="restore_point.created", env=env, detail=f"#{point.id} at {head.short}")
     where = f", database dump {dump_path}" if dump_path else ""
     return SnapshotResult(point=point, summary=f"restore point #{point.id} for {env}: commit {head}{where}")
+
+
+def undo_flags(services: Services, run_id: str, *, actor: str) -> list[str]:
+    """Put every flag a run turned off back to the state recorded before it changed; one line per flag."""
+    record = services.store.get_run(run_id)
+    step = next((s for s in services.store.steps(run_id) if s.name == "flags"), None)
+    before: dict[str, list[dict[str, Any]]] = (step.details.get("before") if step else None) or {}
+    if not before:
+        raise InvalidState(f"run {run_id} recorded no flag states, so there is nothing to put back")
+    lines = []
+    for provider in services.flag_providers(record.env):
+        for row in before.get(provider.describe(), []):
+            state = provider.restore(FlagState(key=row["key"], on=row["on"], detail=row.get("detail", "")))
+            lines.append(f"{provider.describe()}: {state.key} is {'on' if state.on else 'off'} again")
+    services.store.record(actor=actor, action="flags.restored", run_id=run_id, env=record.env, detail="; ".join(lines))
+    return lines

@@ -45,6 +45,7 @@ class DatabasePlan:
     source_label: str = ""  # how it was chosen, for people
     restore_point_at: str | None = None  # ISO time the restore point was taken
     pre_dump: str | None = None  # the pre-rollback dump this run will take (path pattern)
+    new_instance: str | None = None  # RDS: the NEW instance the restore creates
 
 
 @dataclass(frozen=True)
@@ -229,13 +230,20 @@ def _database_plan(
     if action.startswith("rds-"):
         rds = settings.rds
         source = (rds.snapshot_id if action == "rds-snapshot" else rds.source_instance_id) if rds else None
+        if not source or rds is None or not rds.restore_instance_id:
+            needed = "snapshot_id" if action == "rds-snapshot" else "source_instance_id"
+            raise BadRequest(
+                f"--db {action} needs [environments.{request.env}.rds] {needed} and restore_instance_id",
+                hint="add them to rollback.toml, or choose another --db",
+            )
         return DatabasePlan(
             engine=engine,
             action=action,
             where=where,
             source=source,
-            source_label="configured",
+            source_label="snapshot" if action == "rds-snapshot" else "latest restorable time of the instance",
             pre_dump=pre_dump,
+            new_instance=rds.restore_instance_id,
         )
     if dump_override is not None:
         source, label, taken = str(dump_override), "configured dump", None

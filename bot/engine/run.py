@@ -250,6 +250,12 @@ class Runner:
             database = services.database(record.env)
         except RollbackError as error:
             database_error = error
+        flags, flags_error = [], None
+        if plan.flags:
+            try:
+                flags = services.flag_providers(record.env)
+            except RollbackError as error:
+                flags_error = error
         return StepContext(
             run_id=record.id,
             plan=plan,
@@ -257,6 +263,9 @@ class Runner:
             repo=services.repo(record.env),
             database=database,
             database_error=database_error,
+            flags=flags,
+            flags_error=flags_error,
+            rds=services.rds(record.env) if plan.database.action.startswith("rds-") else None,
             health=services.health,
             store=self.store,
             backup_dir=services.config.backup_dir,

@@ -7,54 +7,16 @@ already happened, and the backends refuse to act on a world that moved (push lea
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
 
-from bot.backends.base import CodeRepo, Database, HealthChecker, Progress
-from bot.config import EnvironmentSettings
 from bot.engine.checklist import ChecklistFacts, build_checklist
-from bot.engine.plan import Plan
-from bot.errors import (
-    GitError,
-    HealthCheckFailed,
-    NotSupported,
-    PlanChanged,
-    PreconditionFailed,
-    RollbackError,
-)
-from bot.store import Store, now
+from bot.engine.step_context import StepContext, StepFn, StepOutcome
+from bot.engine.steps_database import database_checks, database_restore, pre_rollback_dump
+from bot.engine.steps_flags import feature_flags, flag_checks
+from bot.errors import GitError, HealthCheckFailed, NotSupported, PlanChanged, PreconditionFailed
+from bot.store import now
 
-# Flag vendors and RDS are later parts of the product: until their backends exist the safety check
-# refuses such a plan up front, before anything is changed, rather than failing half-way.
-SUPPORTED_FLAG_PROVIDERS: frozenset[str] = frozenset()
-SUPPORTED_DB_ACTIONS = frozenset({"dump", "none"})
-
-
-@dataclass
-class StepContext:
-    run_id: str
-    plan: Plan
-    env: EnvironmentSettings
-    repo: CodeRepo
-    database: Database | None
-    database_error: RollbackError | None  # why `database` could not be opened, for the safety check
-    health: HealthChecker
-    store: Store
-    backup_dir: Path
-    progress: Progress
-    done: dict[str, dict[str, Any]] = field(default_factory=dict)  # details of finished steps
-
-
-@dataclass(frozen=True)
-class StepOutcome:
-    status: str  # "ok" | "skipped"
-    summary: str
-    details: dict[str, Any] = field(default_factory=dict)
-
-
-StepFn = Callable[[StepContext], StepOutcome]
+__all__ = ["STEPS", "STEP_BY_NAME", "StepContext", "StepDef", "StepOutcome"]
 
 
 def safety_checks(ctx: StepContext) -> StepOutcome:
@@ -68,16 +30,6 @@ def safety_checks(ctx: StepContext) -> StepOutcome:
         failures.append(f"required tools not found on PATH: {', '.join(missing)}")
     else:
         passed.append(f"tools present: {', '.join(tools)}")
-
-    if plan.database.engine != "none":
-        if ctx.database is None:
-            failures.append(ctx.database_error.message if ctx.database_error else "the database is not configured")
-        else:
-            try:
-                ctx.database.check()
-                passed.append(f"database answers: {ctx.database.describe()}")
-            except RollbackError as error:
-                failures.append(error.message)
 
     try:
         ctx.repo.check_remote()
@@ -96,31 +48,8 @@ def safety_checks(ctx: StepContext) -> StepOutcome:
     except GitError as error:
         failures.append(error.message)
 
-    if plan.database.action not in SUPPORTED_DB_ACTIONS:
-        failures.append(f"database restore {plan.database.action!r} is not available in this build yet")
-    if plan.database.action == "dump" and ctx.database is not None:
-        source = Path(plan.database.source or "")
-        if not source.is_file():
-            failures.append(f"the dump to restore from does not exist: {source}")
-        else:
-            try:
-                info = ctx.database.verify(source)
-                passed.append(f"restore source verified: {source.name} ({_size(info.size_bytes)})")
-            except RollbackError as error:
-                failures.append(f"the dump to restore from is not usable: {error.message}")
-    for flag in plan.flags:
-        if flag.provider not in SUPPORTED_FLAG_PROVIDERS:
-            failures.append(f"flag provider {flag.provider!r} is not available in this build yet")
-
-    if plan.database.engine != "none":
-        try:
-            ctx.backup_dir.mkdir(parents=True, exist_ok=True)
-            probe = ctx.backup_dir / ".write-test"
-            probe.write_text("ok")
-            probe.unlink()
-            passed.append(f"backup folder writable: {ctx.backup_dir}")
-        except OSError as error:
-            failures.append(f"cannot write the pre-rollback dump to {ctx.backup_dir}: {error.strerror}")
+    database_checks(ctx, passed, failures)
+    flag_checks(ctx, passed, failures)
 
     if failures:
         raise PreconditionFailed(
@@ -129,19 +58,6 @@ def safety_checks(ctx: StepContext) -> StepOutcome:
             details={"failed": failures, "passed": passed},
         )
     return StepOutcome("ok", f"{len(passed)} checks passed", {"passed": passed})
-
-
-def pre_rollback_dump(ctx: StepContext) -> StepOutcome:
-    if ctx.database is None or ctx.plan.database.engine == "none":
-        return StepOutcome("skipped", "no database configured")
-    folder = ctx.backup_dir / ctx.plan.env
-    path = _unique(folder / f"pre-rollback-{now():%Y%m%d%H%M}.dump")
-    if ctx.plan.dry_run:
-        return StepOutcome("skipped", f"dry run: would dump {ctx.database.describe()} to {path}")
-    folder.mkdir(parents=True, exist_ok=True)
-    info = ctx.database.dump(path, progress=ctx.progress)
-    summary = f"{path.name} ({_size(info.size_bytes)}, {info.entries} entries, verified) in {folder}"
-    return StepOutcome("ok", summary, {"path": str(path), "size_bytes": info.size_bytes, "entries": info.entries})
 
 
 def code_rollback(ctx: StepContext) -> StepOutcome:
@@ -177,29 +93,6 @@ def code_rollback(ctx: StepContext) -> StepOutcome:
             "backup_ref": result.backup_ref,
         },
     )
-
-
-def database_restore(ctx: StepContext) -> StepOutcome:
-    plan = ctx.plan
-    if plan.database.action == "none":
-        return StepOutcome("skipped", "no database restore planned")
-    if plan.database.action != "dump" or ctx.database is None:
-        raise NotSupported(f"database restore {plan.database.action!r} is not available in this build yet")
-    source = Path(plan.database.source or "")
-    if plan.dry_run:
-        return StepOutcome("skipped", f"dry run: would restore {ctx.database.describe()} from {source.name}")
-    result = ctx.database.restore(source, progress=ctx.progress)
-    return StepOutcome(
-        "ok",
-        result.summary or f"restored {result.database} from {source.name}; previous data kept as {result.previous}",
-        {"database": result.database, "previous": result.previous, "source": str(source), **result.details},
-    )
-
-
-def feature_flags(ctx: StepContext) -> StepOutcome:
-    if not ctx.plan.flags:
-        return StepOutcome("skipped", "no feature flags to turn off")
-    raise NotSupported("feature-flag providers are not available in this build yet", hint="turn the flags off by hand")
 
 
 def health_checks(ctx: StepContext) -> StepOutcome:
@@ -269,20 +162,3 @@ STEPS: tuple[StepDef, ...] = (
     StepDef("checklist", "Post-rollback checklist", post_rollback_checklist, skippable=True),
 )
 STEP_BY_NAME = {step.name: step for step in STEPS}
-
-
-def _unique(path: Path) -> Path:
-    candidate, counter = path, 2
-    while candidate.exists():
-        candidate = path.with_name(f"{path.stem}-{counter}{path.suffix}")
-        counter += 1
-    return candidate
-
-
-def _size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"
