@@ -15,7 +15,7 @@ from bot.errors import NotAllowed, RollbackError
 from bot.store import now
 from handlers import blocks
 from handlers.context import SlackContext
-from handlers.flows import approve_and_start, ensure_can_approve, mark_closed, resume
+from handlers.flows import approve_and_start, ensure_can_approve, mark_closed, put_flags_back, resume
 from handlers.ids import Action, parse_run_value
 
 
@@ -121,6 +121,27 @@ def register(app: App, ctx: SlackContext) -> None:
     app.action(Action.RETRY.value)(decision_handler("retry"))
     app.action(Action.SKIP.value)(decision_handler("skip"))
     app.action(Action.ABORT.value)(decision_handler("abort"))
+
+    @app.action(Action.UNDO_FLAGS.value)
+    def undo_flags(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
+        ack()
+        user = body["user"]["id"]
+        try:
+            run_id, plan_hash = parse_run_value(action.get("value", ""))
+            record = store.get_run(run_id)
+            settings = ctx.services.config.environment(record.env)
+            if plan_hash != record.plan_hash:
+                raise NotAllowed("this button belongs to another plan")
+            if settings.approvers and not is_listed(user, settings.approvers, ctx.members_of):
+                raise NotAllowed(f"only approvers of {record.env} can put flags back")
+        except RollbackError as error:
+            refuse(respond, error)
+            return
+        channel = body.get("channel", {}).get("id") or body.get("container", {}).get("channel_id", "")
+        message_ts = body.get("container", {}).get("message_ts", "")
+        ctx.submit(
+            put_flags_back, ctx, run_id, actor=user, channel=channel, message_ts=message_ts, tell=tell_via(respond)
+        )
 
     @app.action(re.compile(rf"^{Action.CHECKLIST_DONE.value}:"))
     def checklist_done(

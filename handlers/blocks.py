@@ -23,6 +23,7 @@ from handlers.blocks_run import (
     health_rows,
     reminder_blocks,
     step_blocks,
+    undo_flags_blocks,
 )
 from handlers.blocks_stakeholder import (
     STAKEHOLDER_PHASES,
@@ -63,4 +64,5 @@ __all__ = [
     "status_header_blocks",
     "step_blocks",
     "typed_confirmation_modal",
+    "undo_flags_blocks",
 ]

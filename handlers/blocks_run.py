@@ -310,3 +310,38 @@ def reminder_blocks(*, phase_title: str, open_items: Sequence[ChecklistRecord], 
     text = f"⏰ *{esc(phase_title)}* is due. {len(open_items)} checklist item(s) still open{': ' + who if who else ''}"
     body = [section("\n".join(group)) for group in group_lines(lines, limit=MAX_SECTION_TEXT)]
     return cap_blocks([section(cut(text, MAX_SECTION_TEXT)), *body], limit=MAX_MESSAGE_BLOCKS)
+
+
+def undo_flags_blocks(
+    *, run_id: str, plan_hash: str, turned_off: Sequence[str], undone_by: str | None = None
+) -> list[Block]:
+    """After a run that turned flags off: the way back, for when the flags were not the problem."""
+    names = ", ".join(f"`{esc(key)}`" for key in turned_off) or "none"
+    if undone_by:
+        return [
+            section(
+                cut(
+                    f"↩️ Flags put back as they were before the rollback by {mention(undone_by)}: {names}",
+                    MAX_SECTION_TEXT,
+                )
+            )
+        ]
+    return [
+        section(
+            cut(f"🚩 Flags turned off by this rollback: {names}. Their earlier states are recorded.", MAX_SECTION_TEXT)
+        ),
+        actions(
+            [
+                button(
+                    text="Undo flags",
+                    action_id=ids.Action.UNDO_FLAGS,
+                    value=ids.run_value(run_id, plan_hash),
+                    confirm=confirm_dialog(
+                        title="Put the flags back?",
+                        text="Each flag goes back to the state recorded before the rollback changed it.",
+                        ok="Put them back",
+                    ),
+                )
+            ]
+        ),
+    ]

@@ -157,6 +157,27 @@ def resume(ctx: SlackContext, run_id: str, *, decision: str, actor: str, tell: T
         tell(blocks.error_blocks(message=UNEXPECTED, hint="see `/rollback status`"), UNEXPECTED)
 
 
+def put_flags_back(ctx: SlackContext, run_id: str, *, actor: str, channel: str, message_ts: str, tell: Tell) -> None:
+    try:
+        lines = flows.undo_flags(ctx.services, run_id, actor=actor)
+    except RollbackError as error:
+        tell(blocks.error_blocks(message=error.message, hint=error.hint), error.message)
+        return
+    record = ctx.services.store.get_run(run_id)
+    step = next((s for s in ctx.services.store.steps(run_id) if s.name == "flags"), None)
+    turned_off = list(step.details.get("turned_off", [])) if step else []
+    if channel and message_ts:
+        ctx.client.chat_update(
+            channel=channel,
+            ts=message_ts,
+            text="Flags put back",
+            blocks=blocks.undo_flags_blocks(
+                run_id=run_id, plan_hash=record.plan_hash, turned_off=turned_off, undone_by=actor
+            ),
+        )
+    tell(blocks.ephemeral_text_blocks("\n".join(lines)), "Flags put back")
+
+
 def mark_closed(ctx: SlackContext, run_id: str, *, status: str, detail: str = "") -> None:
     """Turn a plan message into a header with no buttons (cancelled, expired, refused)."""
     record = ctx.services.store.get_run(run_id)

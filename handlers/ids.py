@@ -12,6 +12,7 @@ class Action(StrEnum):
     RETRY = "rollback_retry"
     SKIP = "rollback_skip"
     ABORT = "rollback_abort"
+    UNDO_FLAGS = "rollback_undo_flags"
     CHECKLIST_DONE = "checklist_done"  # one per item: f"{CHECKLIST_DONE}:{item_id}" keeps action_ids unique
 
 

@@ -113,7 +113,17 @@ class SlackReporter:
                     text="Post-rollback checklist",
                 )
                 self._schedule_reminders()
+            turned_off = self._flags_turned_off()
+            if turned_off:
+                self._post(
+                    blocks.undo_flags_blocks(run_id=self.run_id, plan_hash=self.plan_hash, turned_off=turned_off),
+                    text=f"Flags turned off: {', '.join(turned_off)}",
+                )
             self._stakeholders("finished" if event.outcome == "succeeded" else "aborted")
+
+    def _flags_turned_off(self) -> list[str]:
+        step = next((s for s in self.ctx.services.store.steps(self.run_id) if s.name == "flags"), None)
+        return list(step.details.get("turned_off", [])) if step is not None and step.status == "ok" else []
 
     # --- timed updates ------------------------------------------------------------------------------
 

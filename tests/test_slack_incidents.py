@@ -21,7 +21,7 @@ from bot.sandbox.slack_harness import INCIDENT, SlackWorkspace, sandbox_slack_ap
 from bot.sandbox.slack_signing import SlackRequestSender
 from bot.services import Services
 from bot.store import now
-from tests.test_slack_app import ALICE, CAROL, DAVE, text_of
+from tests.test_slack_app import ALICE, CAROL, DAVE, MALLORY, text_of
 
 
 @pytest.fixture
@@ -180,3 +180,23 @@ def test_a_private_channel_name_slack_hides_is_looked_up(slack: SlackWorkspace, 
     slack.settle()
     assert any("incident channels" in t for t in slack.ephemeral_texts(ALICE, channel="C0GENERAL"))
     assert len(services.store.list_runs()) == 1
+
+
+@pytest.mark.incident_config(with_flags=True)
+def test_flags_go_off_in_slack_and_an_approver_can_put_them_back(
+    slack: SlackWorkspace, incident: Incident, services: Services
+) -> None:
+    assert incident.flags is not None and incident.flags.flag_on("new-pricing")
+    slack.slash(ALICE, "prod --db none")
+    plan = slack.latest()
+    assert "new-pricing" in text_of(plan)
+    slack.click(CAROL, "Confirm", message=plan)
+    assert services.store.list_runs()[0].status == "succeeded"
+    assert not incident.flags.flag_on("new-pricing")
+    undo = next(m for m in slack.thread(plan) if "Undo flags" in text_of(m))
+    slack.click(MALLORY, "Undo flags", message=undo)
+    assert any("only approvers" in t for t in slack.ephemeral_texts(MALLORY))
+    assert not incident.flags.flag_on("new-pricing")
+    slack.click(CAROL, "Undo flags", message=undo)
+    assert incident.flags.flag_on("new-pricing")
+    assert "put back" in text_of(slack.api.message(INCIDENT, undo.ts))

@@ -34,7 +34,7 @@ def run_demo(folder: Path, *, terminal: bool = False) -> int:
     if folder.exists():
         shutil.rmtree(folder)
     say(f"Building the sandbox in {folder}: a git remote, a PostgreSQL database, a health endpoint…")
-    incident = build_incident(folder)
+    incident = build_incident(folder, with_flags=True)
     try:
         _describe(incident)
         return _terminal(incident) if terminal else _slack(incident)
@@ -54,6 +54,8 @@ def _describe(incident: Incident) -> None:
     )
     orders = database_contents(incident.db_url)["orders"]
     say(f"  database   orders columns {orders[0]}; audit_old table dropped by the bad migration")
+    if incident.flags is not None:
+        say("  flags      LaunchDarkly new-pricing is ON (the bad release ships behind it)")
     say(RULE)
 
 
@@ -125,6 +127,8 @@ def _verdict(incident: Incident, run_id: str, status: str) -> int:
     say(RULE)
     say(f"$ rollback-bot timeline {run_id}")
     cli_main(["timeline", run_id, "--config", str(incident.config_path)])
-    ok = status == "succeeded" and same_tree and "legacy_ref" in orders[0] and bool(dumps)
+    flag_off = incident.flags is None or not incident.flags.flag_on("new-pricing")
+    say(f"  LaunchDarkly new-pricing is {'off' if flag_off else 'STILL ON'}")
+    ok = status == "succeeded" and same_tree and "legacy_ref" in orders[0] and bool(dumps) and flag_off
     say("Demo finished: the rollback worked." if ok else "Demo finished: the rollback did NOT complete.")
     return 0 if ok else 1

@@ -20,11 +20,22 @@ from psycopg import sql
 
 from bot.config import load_config
 from bot.engine.flows import take_snapshot
+from bot.sandbox.flag_servers import LaunchDarklyServer
 from bot.sandbox.health_server import HealthServer
 from bot.sandbox.repo import DROP_MIGRATION, INIT_MIGRATION, SandboxRepo, build_sandbox_repo, git
 from bot.services import build_services
 
 PG_ADMIN_URL = os.environ.get("ROLLBACK_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+LAUNCHDARKLY_TABLE = """
+[[environments.prod.flags]]
+provider = "launchdarkly"
+keys = ["new-pricing"]
+api_key_env = "LD_API_KEY"
+project = "default"
+environment = "production"
+base_url = "{}"
+"""
 
 GOOD_ORDERS = [("ada", "120.00", "LEGACY-1"), ("grace", "80.50", "LEGACY-2"), ("linus", "42.00", "LEGACY-3")]
 
@@ -39,9 +50,12 @@ class Incident:
     url_env: str
     health: HealthServer
     health_url: str
+    flags: LaunchDarklyServer | None = None  # the bad release's flag, on, in a LaunchDarkly stand-in
 
     def close(self) -> None:
         self.health.stop()
+        if self.flags is not None:
+            self.flags.stop()
         drop_databases(self.db_name)
 
 
@@ -155,6 +169,7 @@ def build_incident(
     *,
     url_env: str = "DATABASE_URL",
     environ: MutableMapping[str, str] = os.environ,
+    with_flags: bool = False,
     **config_options: Any,
 ) -> Incident:
     """Set the stage: good release live and snapshotted, then the bad release deployed over it."""
@@ -165,6 +180,13 @@ def build_incident(
     environ[url_env] = db_url
     health = HealthServer()
     health_url = health.start()
+    flags = None
+    if with_flags:
+        flags = LaunchDarklyServer()
+        flags.start()
+        flags.set_flag("new-pricing", True)  # the bad release shipped behind this flag
+        environ["LD_API_KEY"] = flags.api_key
+        config_options["extra_env"] = config_options.get("extra_env", "") + LAUNCHDARKLY_TABLE.format(flags.base_url)
     config_path = root / "rollback.toml"
     config_path.write_text(config_text(repo=repo, url_env=url_env, health_url=health_url, **config_options))
 
@@ -188,4 +210,5 @@ def build_incident(
         url_env=url_env,
         health=health,
         health_url=health_url,
+        flags=flags,
     )
