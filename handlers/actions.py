@@ -99,18 +99,23 @@ def register(app: App, ctx: SlackContext) -> None:
             ),
         )
 
+    def approver_run(action: dict[str, Any], *, user: str, doing: str) -> str:
+        """The run a button belongs to, if this person is an approver and the button is current."""
+        run_id, plan_hash = parse_run_value(action.get("value", ""))
+        record = store.get_run(run_id)
+        settings = ctx.services.config.environment(record.env)
+        if plan_hash != record.plan_hash:
+            raise NotAllowed("this button belongs to another plan")
+        if settings.approvers and not is_listed(user, settings.approvers, ctx.members_of):
+            raise NotAllowed(f"only approvers of {record.env} can {doing}")
+        return run_id
+
     def decision_handler(decision: str) -> Any:
         def handle(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
             ack()
             user = body["user"]["id"]
             try:
-                run_id, plan_hash = parse_run_value(action.get("value", ""))
-                record = store.get_run(run_id)
-                settings = ctx.services.config.environment(record.env)
-                if plan_hash != record.plan_hash:
-                    raise NotAllowed("this button belongs to another plan")
-                if settings.approvers and not is_listed(user, settings.approvers, ctx.members_of):
-                    raise NotAllowed(f"only approvers of {record.env} can {decision} a failed rollback")
+                run_id = approver_run(action, user=user, doing=f"{decision} a failed rollback")
             except RollbackError as error:
                 refuse(respond, error)
                 return
@@ -127,13 +132,7 @@ def register(app: App, ctx: SlackContext) -> None:
         ack()
         user = body["user"]["id"]
         try:
-            run_id, plan_hash = parse_run_value(action.get("value", ""))
-            record = store.get_run(run_id)
-            settings = ctx.services.config.environment(record.env)
-            if plan_hash != record.plan_hash:
-                raise NotAllowed("this button belongs to another plan")
-            if settings.approvers and not is_listed(user, settings.approvers, ctx.members_of):
-                raise NotAllowed(f"only approvers of {record.env} can put flags back")
+            run_id = approver_run(action, user=user, doing="put flags back")
         except RollbackError as error:
             refuse(respond, error)
             return

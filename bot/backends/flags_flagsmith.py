@@ -27,12 +27,13 @@ it as changing without notice, which is the wrong thing to depend on in an emerg
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import requests
 
 from bot.backends.base import FlagState
+from bot.backends.flags_base import OnOffFlags
 from bot.backends.flags_http import HttpPolicy, VendorHttp, segment
 from bot.errors import FlagError
 from bot.redact import register_secret
@@ -42,7 +43,7 @@ VENDOR = "Flagsmith"
 _MOST_PAGES = 20  # a search for one name never needs more; stops a misbehaving server looping us
 
 
-class FlagsmithFlags:
+class FlagsmithFlags(OnOffFlags):
     provider = "flagsmith"
 
     def __init__(
@@ -93,22 +94,11 @@ class FlagsmithFlags:
                 hint="check project (the numeric project ID) and environment in [[flags]]",
             )
 
-    def states(self, keys: Sequence[str]) -> list[FlagState]:
-        states = []
-        for key in keys:
-            found = self._feature_state(key)
-            states.append(self._state(key, found) if found else FlagState(key, None, self._missing(key)))
-        return states
-
-    def turn_off(self, key: str) -> FlagState:
-        return self._switch(key, on=False)
-
-    def restore(self, state: FlagState) -> FlagState:
-        if state.on is None:
-            return self.states([state.key])[0]  # nothing was known before, so nothing is put back
-        return self._switch(state.key, on=state.on)
-
     # --- internals ----------------------------------------------------------------------------------
+
+    def _read(self, key: str) -> FlagState:
+        found = self._feature_state(key)
+        return self._state(key, found) if found else FlagState(key, None, self._missing(key))
 
     def _missing(self, key: str) -> str:
         return f"no feature {key!r} in {VENDOR} project {self.project}"

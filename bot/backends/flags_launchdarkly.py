@@ -18,12 +18,13 @@ What this follows, from LaunchDarkly's API documentation:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import requests
 
 from bot.backends.base import FlagState
+from bot.backends.flags_base import OnOffFlags
 from bot.backends.flags_http import HttpPolicy, VendorHttp, segment
 from bot.errors import FlagError
 from bot.redact import register_secret
@@ -34,7 +35,7 @@ SEMANTIC_PATCH = "application/json; domain-model=launchdarkly.semanticpatch"
 VENDOR = "LaunchDarkly"
 
 
-class LaunchDarklyFlags:
+class LaunchDarklyFlags(OnOffFlags):
     provider = "launchdarkly"
 
     def __init__(
@@ -79,17 +80,6 @@ class LaunchDarklyFlags:
                 f"{VENDOR} has no environment {self.environment!r} in project {self.project!r} (HTTP 404)",
                 hint="check project and environment in [[flags]]: they are keys, not display names",
             )
-
-    def states(self, keys: Sequence[str]) -> list[FlagState]:
-        return [self._read(key) for key in keys]
-
-    def turn_off(self, key: str) -> FlagState:
-        return self._switch(key, on=False)
-
-    def restore(self, state: FlagState) -> FlagState:
-        if state.on is None:
-            return self._read(state.key)  # nothing was known before, so nothing is put back
-        return self._switch(state.key, on=state.on)
 
     # --- internals ----------------------------------------------------------------------------------
 

@@ -20,12 +20,13 @@ enabled for the environment, Unleash refuses direct toggles; its message is pass
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import requests
 
 from bot.backends.base import FlagState
+from bot.backends.flags_base import OnOffFlags
 from bot.backends.flags_http import HttpPolicy, VendorHttp, segment
 from bot.errors import FlagError
 from bot.redact import register_secret
@@ -34,7 +35,7 @@ DEFAULT_PROJECT = "default"
 VENDOR = "Unleash"
 
 
-class UnleashFlags:
+class UnleashFlags(OnOffFlags):
     provider = "unleash"
 
     def __init__(
@@ -75,17 +76,6 @@ class UnleashFlags:
                 f"{VENDOR} at {self.http.host} has no environment {self.environment!r} (HTTP 404)",
                 hint="check environment in [[flags]] (the environment's name, e.g. production)",
             )
-
-    def states(self, keys: Sequence[str]) -> list[FlagState]:
-        return [self._read(key) for key in keys]
-
-    def turn_off(self, key: str) -> FlagState:
-        return self._switch(key, on=False)
-
-    def restore(self, state: FlagState) -> FlagState:
-        if state.on is None:
-            return self._read(state.key)  # nothing was known before, so nothing is put back
-        return self._switch(state.key, on=state.on)
 
     # --- internals ----------------------------------------------------------------------------------
 

@@ -35,12 +35,13 @@ the bot's safety check reads a made-up flag, `rollback-bot-connectivity-check`: 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import requests
 
 from bot.backends.base import FlagState
+from bot.backends.flags_base import OnOffFlags
 from bot.backends.flags_http import HttpPolicy, VendorHttp
 from bot.errors import FlagError
 from bot.redact import register_secret
@@ -50,7 +51,7 @@ SOURCE = "rollback-bot"
 _NO_READ_API = (405, 501)
 
 
-class WebhookFlags:
+class WebhookFlags(OnOffFlags):
     provider = "webhook"
 
     def __init__(
@@ -81,17 +82,6 @@ class WebhookFlags:
         # made-up flag proves the endpoint answers and the token is accepted (404 and 405 are fine).
         self._get("rollback-bot-connectivity-check")
 
-    def states(self, keys: Sequence[str]) -> list[FlagState]:
-        return [self._read(key) for key in keys]
-
-    def turn_off(self, key: str) -> FlagState:
-        return self._send(key, on=False)
-
-    def restore(self, state: FlagState) -> FlagState:
-        if state.on is None:
-            return self._read(state.key)  # what it was is unknown, so it is left alone
-        return self._send(state.key, on=state.on)
-
     # --- internals ----------------------------------------------------------------------------------
 
     def _get(self, key: str) -> tuple[int, Any]:
@@ -121,7 +111,7 @@ class WebhookFlags:
             return FlagState(key, enabled, "")
         return FlagState(key, None, "the endpoint answered without an enabled state")
 
-    def _send(self, key: str, *, on: bool) -> FlagState:
+    def _switch(self, key: str, *, on: bool) -> FlagState:
         body = {"flag": key, "enabled": on, "environment": self.environment, "source": SOURCE}
         reply = self.http.call(
             "POST",

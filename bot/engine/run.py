@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from bot.backends.base import HealthResult
 from bot.engine.checklist import ChecklistItem
 from bot.engine.events import (
     Reporter,
@@ -284,8 +285,6 @@ class Runner:
         steps = {s.name: s for s in self.store.steps(run_id)}
         started = record.started_at or record.created_at
         health_rows = steps["health"].details.get("checks", []) if "health" in steps else []
-        from bot.backends.base import HealthResult
-
         health = tuple(
             HealthResult(
                 url=row["url"],
