@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
@@ -92,6 +93,7 @@ def plan_and_post(
         blocks=blocks.plan_blocks(run_id=record.id, plan=plan, now=now(), expires_at=expires),
     )
     ctx.services.store.merge_meta(record.id, {"channel": channel, "ts": response["ts"]})
+    ctx.scheduler.at(f"{record.id}:expire", expires, partial(expire_if_waiting, ctx, record.id))
     if supersedes:
         try:
             flows.cancel(ctx.services, supersedes, actor=request.requested_by)
@@ -99,6 +101,13 @@ def plan_and_post(
         except RollbackError:
             pass  # it was already started or cancelled: nothing to replace
     return record.id
+
+
+def expire_if_waiting(ctx: SlackContext, run_id: str) -> None:
+    """When a plan's time is up and nobody approved it, say so on the message and drop its buttons."""
+    if ctx.services.store.transition(run_id, from_=["planned"], to="expired"):
+        ctx.services.store.record(actor="rollback-bot", action="run.expired", run_id=run_id)
+        mark_closed(ctx, run_id, status="expired", detail="nobody approved it in time: ask for a fresh plan")
 
 
 def ensure_can_approve(ctx: SlackContext, record: RunRecord, *, user: str, plan_hash: str) -> None:

@@ -200,3 +200,17 @@ def test_flags_go_off_in_slack_and_an_approver_can_put_them_back(
     slack.click(CAROL, "Undo flags", message=undo)
     assert incident.flags.flag_on("new-pricing")
     assert "put back" in text_of(slack.api.message(INCIDENT, undo.ts))
+
+
+@pytest.mark.incident_config(plan_expires_after="1s")
+def test_a_plan_nobody_approves_expires_on_its_own(slack: SlackWorkspace, services: Services) -> None:
+    slack.slash(ALICE, "prod --dry-run")
+    plan = slack.latest()
+    run = services.store.list_runs()[0]
+    deadline = time.monotonic() + 10
+    header = text_of(plan)
+    while time.monotonic() < deadline and "expired" not in header.lower():  # the scheduler's thread updates it
+        time.sleep(0.1)
+        header = text_of(slack.api.message(INCIDENT, plan.ts))
+    assert services.store.get_run(run.id).status == "expired"
+    assert "expired" in header.lower() and '"Confirm' not in header

@@ -69,6 +69,7 @@ def config_text(
     remind_after: tuple[str, str] = ("15m", "2h"),
     health_interval: str = "200ms",
     store: str = "sqlite:///state/rollback-bot.db",
+    plan_expires_after: str = "15m",
 ) -> str:
     return f"""# The sandbox's rollback.toml: one environment, "prod", on this machine.
 [bot]
@@ -77,7 +78,7 @@ backup_dir = "backups"
 incident_channels = "^(inc|incident)[-_]"
 stakeholder_channels = ["C0STATUS"]
 stakeholder_update_every = "{update_every}"
-plan_expires_after = "15m"
+plan_expires_after = "{plan_expires_after}"
 
 [bot.checklist]
 short_term_after = "{remind_after[0]}"
