@@ -78,3 +78,23 @@ def test_point_in_time_restore(aws: MotoRds, incident: Incident, capsys: pytest.
     )
     assert aws.instance("prod-restore-new") is not None
     assert "prod-restore-new" in capsys.readouterr().out
+
+
+@pytest.mark.incident_config(extra_env=RDS_TABLE)
+def test_the_new_instance_lands_in_the_old_ones_network(aws: MotoRds, incident: Incident) -> None:
+    aws.client().modify_db_instance(
+        DBInstanceIdentifier="prod-db", VpcSecurityGroupIds=["sg-0app1234"], MultiAZ=True, ApplyImmediately=True
+    )
+    before = aws.instance("prod-db")
+    assert before is not None
+    assert (
+        main(
+            ["run", "prod", "--force", "--db", "rds-snapshot", "--code", "none", "--config", str(incident.config_path)]
+        )
+        == 0
+    )
+    new = aws.instance("prod-restore-new")
+    assert new is not None
+    groups = [g["VpcSecurityGroupId"] for g in new["VpcSecurityGroups"]]
+    assert groups == [g["VpcSecurityGroupId"] for g in before["VpcSecurityGroups"]] == ["sg-0app1234"]
+    assert new["MultiAZ"] is True

@@ -171,7 +171,7 @@ class RdsRestore:
             instance_id=instance_id,
             tags=tags,
             what=f"restoring snapshot {snapshot_id} into {instance_id}",
-            before_create=lambda: self._snapshot(snapshot_id),
+            before_create=lambda: params.update(self._network_like(self._snapshot(snapshot_id))),
             progress=progress,
         )
         return self._result(ready, source=snapshot_id, restored=f"snapshot {snapshot_id}")
@@ -208,7 +208,9 @@ class RdsRestore:
             instance_id=instance_id,
             tags=tags,
             what=f"restoring {source_instance_id} at {at} into {instance_id}",
-            before_create=lambda: self._source_instance(source_instance_id),
+            before_create=lambda: params.update(
+                self._network_like({"DBInstanceIdentifier": self._source_instance(source_instance_id).id})
+            ),
             progress=progress,
         )
         return self._result(ready, source=f"{source_instance_id} at {at}", restored=f"{source_instance_id} at {at}")
@@ -352,8 +354,39 @@ class RdsRestore:
             )
         return _Instance.from_api(raw)
 
-    def _snapshot(self, snapshot_id: str) -> None:
-        """Raise RdsError unless the snapshot exists and is available."""
+    def _network_like(self, source: dict[str, Any]) -> dict[str, Any]:
+        """The old instance's network placement, so the app can reach the new one where it reached the old.
+
+        RDS's default for a restore is the default VPC security group and no Multi-AZ; copying the
+        source's subnet group, security groups, public access and Multi-AZ keeps the new instance where
+        the application already has a route and a rule. A source instance that is gone keeps the defaults.
+        """
+        instance_id = str(source.get("DBInstanceIdentifier") or "")
+        if not instance_id:
+            return {}
+        try:
+            answer = self._call(
+                "describe_db_instances", f"reading {instance_id}'s network", DBInstanceIdentifier=instance_id
+            )
+        except _ApiError as error:
+            if error.code == "DBInstanceNotFound":
+                return {}
+            raise
+        raw = (answer.get("DBInstances") or [{}])[0]
+        params: dict[str, Any] = {}
+        subnet_group = (raw.get("DBSubnetGroup") or {}).get("DBSubnetGroupName")
+        if subnet_group:
+            params["DBSubnetGroupName"] = subnet_group
+        groups = [g["VpcSecurityGroupId"] for g in raw.get("VpcSecurityGroups") or [] if g.get("VpcSecurityGroupId")]
+        if groups:
+            params["VpcSecurityGroupIds"] = groups
+        for key in ("PubliclyAccessible", "MultiAZ"):
+            if isinstance(raw.get(key), bool):
+                params[key] = raw[key]
+        return params
+
+    def _snapshot(self, snapshot_id: str) -> dict[str, Any]:
+        """The snapshot, or RdsError unless it exists and is available."""
         what = f"looking up RDS snapshot {snapshot_id}"
         try:
             answer = self._call("describe_db_snapshots", what, DBSnapshotIdentifier=snapshot_id)
@@ -373,6 +406,7 @@ class RdsRestore:
                 f"the RDS snapshot {snapshot_id} is '{status}', not available: it cannot be restored now",
                 hint="wait for it to become available, or choose another snapshot",
             )
+        return dict(found[0])
 
     def _where(self) -> str:
         region = getattr(getattr(self._client, "meta", None), "region_name", None) or self.region
