@@ -124,11 +124,12 @@ def _verdict(incident: Incident, run_id: str, status: str) -> int:
     say(f"  remote {repo.remote_name}/{repo.branch} is at {head[:7]}; its tree equals the good release: {same_tree}")
     say(f"  orders columns now {orders[0]}; rows {orders[1:]}")
     say(f"  pre-rollback dump kept: {dumps[-1] if dumps else 'NONE'}")
+    flag_off = incident.flags is None or not incident.flags.flag_on("new-pricing")
+    if incident.flags is not None:
+        say(f"  LaunchDarkly new-pricing is {'off' if flag_off else 'STILL ON'}")
     say(RULE)
     say(f"$ rollback-bot timeline {run_id}")
     cli_main(["timeline", run_id, "--config", str(incident.config_path)])
-    flag_off = incident.flags is None or not incident.flags.flag_on("new-pricing")
-    say(f"  LaunchDarkly new-pricing is {'off' if flag_off else 'STILL ON'}")
     ok = status == "succeeded" and same_tree and "legacy_ref" in orders[0] and bool(dumps) and flag_off
     say("Demo finished: the rollback worked." if ok else "Demo finished: the rollback did NOT complete.")
     return 0 if ok else 1
