@@ -14,9 +14,10 @@ import pytest
 
 from bot.cli import main
 from bot.engine import flows
+from bot.engine.events import Event, StepStarted
 from bot.engine.plan import RollbackRequest
 from bot.errors import LockHeld
-from bot.sandbox.repo import add_reject_hook, git
+from bot.sandbox.repo import add_reject_hook, git, push_commit_elsewhere
 from bot.sandbox.scenario import (
     Incident,
     create_database,
@@ -319,3 +320,40 @@ def test_the_terminal_asks_before_it_rolls_back(
     assert (remote_head(incident) != head) is changed
     if not changed:
         assert "Cancelled: nothing was changed." in capsys.readouterr().out
+
+
+def test_a_push_that_landed_before_a_crash_is_not_pushed_again(incident: Incident, services: Services) -> None:
+    record, plan = flows.propose(services, RollbackRequest(env="prod", requested_by="alice", db="none"))
+
+    def earlier_attempt_pushed(event: Event) -> None:
+        # The code step's first attempt pushed the revert, then died before the journal said so.
+        if isinstance(event, StepStarted) and event.step == "code":
+            services.repo("prod").revert_to(deployed=plan.deployed.sha, target=plan.target.sha, message="rollback")
+
+    assert flows.start(services, record.id, actor="carol", reporters=[earlier_attempt_pushed]).status == "succeeded"
+    code = next(s for s in services.store.steps(record.id) if s.name == "code")
+    assert "pushed by an earlier attempt" in code.summary
+    head = remote_head(incident)
+    assert tree(incident, head) == tree(incident, incident.repo.good)
+    assert git(Path(incident.repo.remote_url), "rev-list", "--count", f"{incident.repo.bad}..{head}") == "1"
+
+
+def test_a_remote_that_moved_under_the_code_step_is_not_overwritten(incident: Incident, services: Services) -> None:
+    record, _ = flows.propose(services, RollbackRequest(env="prod", requested_by="alice", db="none"))
+    pushed: list[str] = []
+
+    def colleague_pushes(event: Event) -> None:
+        if isinstance(event, StepStarted) and event.step == "code":
+            pushed.append(
+                push_commit_elsewhere(
+                    incident.repo.remote_url,
+                    work=incident.root / "colleague",
+                    branch=incident.repo.branch,
+                    files={"HOTFIX": "x"},
+                    message="hotfix",
+                )
+            )
+
+    assert flows.start(services, record.id, actor="carol", reporters=[colleague_pushes]).status == "failed"
+    assert remote_head(incident) == pushed[0]
+    assert "moved since the plan was made" in (services.store.get_run(record.id).error or "")

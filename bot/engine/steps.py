@@ -69,11 +69,27 @@ def code_rollback(ctx: StepContext) -> StepOutcome:
             "skipped",
             f"dry run: would {plan.code} {plan.remote}/{plan.branch} from {plan.deployed.short} to {plan.target.short}",
         )
+    head = ctx.repo.fetch()
+    if head.sha != plan.deployed.sha:
+        if _already_rolled_back(ctx, head.sha):
+            # An earlier attempt of this step pushed, then failed before it could record it (a lost
+            # connection, a crash): pushing again would be refused by the lease, and is not needed.
+            return StepOutcome(
+                "ok",
+                f"{plan.remote}/{plan.branch} already has the target's files at {head.short} "
+                "(pushed by an earlier attempt of this step)",
+                {"strategy": plan.code, "old_head": plan.deployed.sha, "new_head": head.sha, "backup_ref": ""},
+            )
+        raise PlanChanged(
+            f"{plan.remote}/{plan.branch} moved since the plan was made: it is now {head}, "
+            f"the plan was for {plan.deployed}",
+            hint="nothing was pushed; abort this run and make a new plan",
+        )
     if plan.code == "revert":
         undone = ", ".join(c.short for c in plan.undone[:10]) + (" …" if len(plan.undone) > 10 else "")
         message = (
             f"Rollback {plan.env} to {plan.target.short}: {plan.target.subject}\n\n"
-            f"Reverts {plan.deployed.short}..{plan.target.short} ({len(plan.undone)} commits: {undone}).\n"
+            f"Reverts {plan.target.short}..{plan.deployed.short} ({len(plan.undone)} commits: {undone}).\n"
             f"Requested by {plan.requested_by} via rollback-bot, run {ctx.run_id}."
         )
         result = ctx.repo.revert_to(deployed=plan.deployed.sha, target=plan.target.sha, message=message)
@@ -93,6 +109,19 @@ def code_rollback(ctx: StepContext) -> StepOutcome:
             "backup_ref": result.backup_ref,
         },
     )
+
+
+def _already_rolled_back(ctx: StepContext, head: str) -> bool:
+    """Is the remote head exactly what this plan's code step would have pushed?"""
+    plan = ctx.plan
+    if plan.code == "force-push":
+        return head == plan.target.sha
+    try:
+        return ctx.repo.first_parent(head).sha == plan.deployed.sha and not ctx.repo.changed_files(
+            plan.target.sha, head
+        )
+    except GitError:
+        return False
 
 
 def health_checks(ctx: StepContext) -> StepOutcome:
