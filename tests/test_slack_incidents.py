@@ -214,3 +214,18 @@ def test_a_plan_nobody_approves_expires_on_its_own(slack: SlackWorkspace, servic
         header = text_of(slack.api.message(INCIDENT, plan.ts))
     assert services.store.get_run(run.id).status == "expired"
     assert "expired" in header.lower() and '"Confirm' not in header
+
+
+def test_rollback_cancel_withdraws_the_waiting_plan(slack: SlackWorkspace, services: Services) -> None:
+    slack.slash(ALICE, "cancel")
+    assert any("no plan waiting" in t for t in slack.ephemeral_texts(ALICE))
+    slack.slash(ALICE, "prod")
+    plan = slack.latest()
+    slack.slash(ALICE, "cancel")
+    run = services.store.list_runs()[0]
+    assert run.status == "cancelled"
+    assert any("nothing was changed" in t for t in slack.ephemeral_texts(ALICE))
+    header = text_of(slack.api.message(INCIDENT, plan.ts))
+    assert "cancel" in header.lower() and '"Confirm' not in header
+    slack.click(CAROL, "Confirm", message=plan)  # a stale button on a cancelled plan does nothing
+    assert services.store.get_run(run.id).status == "cancelled"
