@@ -131,6 +131,17 @@ def slash_body(api: SlackApiStandIn, text: str, *, user: str = USER, channel: st
 Answer = tuple[float, int, str]  # seconds from send to response, HTTP status (0: no response), body or error
 
 
+def released_together(worker: Callable[[], None], *, gate: threading.Barrier, concurrency: int, name: str) -> float:
+    """Run `concurrency` workers that each wait at `gate`, release them at once, return the wall time."""
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=name) as pool:
+        futures = [pool.submit(worker) for _ in range(concurrency)]
+        gate.wait(timeout=60)
+        started = time.perf_counter()
+        for future in futures:
+            future.result()
+        return time.perf_counter() - started
+
+
 def client_burst(
     url: str, secret: str, bodies: list[bytes], concurrency: int, forge: bool
 ) -> tuple[list[Answer], float]:
@@ -173,14 +184,7 @@ def client_burst(
                 with lock:
                     answers.append(answer)
 
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="bench-client") as pool:
-        futures = [pool.submit(client) for _ in range(concurrency)]
-        gate.wait(timeout=60)
-        started = time.perf_counter()
-        for future in futures:
-            future.result()
-        wall = time.perf_counter() - started
-    return answers, wall
+    return answers, released_together(client, gate=gate, concurrency=concurrency, name="bench-client")
 
 
 Check = Callable[[int, str], str]  # (status, body) → "" when it is the expected answer, else why not
@@ -240,14 +244,7 @@ def in_process_plans(services: Services, n: int, *, concurrency: int = 1) -> tup
             with lock:
                 samples.append(sample)
 
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="bench-planner") as pool:
-        futures = [pool.submit(planner) for _ in range(concurrency)]
-        gate.wait(timeout=60)
-        started = time.perf_counter()
-        for future in futures:
-            future.result()
-        wall = time.perf_counter() - started
-    return samples, wall
+    return samples, released_together(planner, gate=gate, concurrency=concurrency, name="bench-planner")
 
 
 # --- the run -----------------------------------------------------------------------------------------
