@@ -305,7 +305,7 @@ def measure(incident: Incident, *, n: int, concurrency: int, errors: ErrorLog) -
             clients = Clients(pool, workspace)
             help_ok = expect(200, "/rollback ENV")
             status_ok = expect(200, "prod-")  # lists the plan the warm-up left waiting
-            dry_ok = expect(200, "Planning a rollback of prod (dry run)")
+            dry_ok = expect(200, "planning a rollback of prod (dry run)")
             forged_ok = expect(401)
 
             # Warm-up, not measured: the client process, imports, connections, the first plan (which
