@@ -27,7 +27,7 @@ from bot.errors import PreconditionFailed
 from bot.services import Services
 from handlers import SlackContext, register
 from handlers.context import TrackedExecutor
-from handlers.flows import announce_interrupted_runs
+from handlers.background import announce_interrupted_runs
 
 log = logging.getLogger(__name__)
 DEFAULT_API_URL = "https://slack.com/api/"

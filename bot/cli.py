@@ -12,6 +12,7 @@ from bot import __version__
 from bot.config import config_path, environment_problems, load_config
 from bot.engine import flows
 from bot.engine.plan import Plan, RollbackRequest
+from bot.engine.restore_points import take_snapshot
 from bot.engine.run import view
 from bot.errors import BadRequest, ConfigError, RollbackError
 from bot.redact import install_logging_filter, redact
@@ -168,7 +169,7 @@ def _engine_command(services: Services, args: argparse.Namespace) -> int:
         )
         return 0
     if command == "snapshot":
-        result = flows.take_snapshot(services, args.env, actor=flows.terminal_user(), progress=reporter.say)
+        result = take_snapshot(services, args.env, actor=flows.terminal_user(), progress=reporter.say)
         print(result.summary)
         return 0
     raise BadRequest(f"unknown command {command!r}")

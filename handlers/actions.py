@@ -15,7 +15,7 @@ from bot.errors import NotAllowed, RollbackError
 from bot.store import now
 from handlers import blocks
 from handlers.context import SlackContext
-from handlers.flows import approve_and_start, ensure_can_approve, mark_closed, put_flags_back, resume
+from handlers.background import approve_and_start, ensure_can_approve, mark_closed, put_flags_back, resume
 from handlers.ids import Action, parse_run_value
 
 

@@ -13,7 +13,7 @@ from bot.engine.run import view
 from bot.errors import RollbackError
 from handlers import blocks, grammar
 from handlers.context import SlackContext
-from handlers.flows import check_and_plan
+from handlers.background import check_and_plan
 
 
 def register(app: App, ctx: SlackContext) -> None:
@@ -66,7 +66,7 @@ def register(app: App, ctx: SlackContext) -> None:
 
 
 def _cancel(ctx: SlackContext, *, run_id: str | None, user: str, channel: str, respond: Respond) -> None:
-    from handlers.flows import mark_closed
+    from handlers.background import mark_closed
 
     store = ctx.services.store
     if run_id is None:

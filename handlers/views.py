@@ -11,7 +11,7 @@ from bot.engine.plan import RollbackRequest
 from bot.errors import RollbackError
 from handlers import grammar
 from handlers.context import SlackContext
-from handlers.flows import approve_and_start, check_and_plan, ensure_can_approve
+from handlers.background import approve_and_start, check_and_plan, ensure_can_approve
 from handlers.ids import DEFAULT_CHOICE, Choice, Field, View, parse_run_value
 
 

@@ -8,15 +8,14 @@ from __future__ import annotations
 import getpass
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from bot.backends.base import FlagState, Progress, no_progress
+from bot.backends.base import FlagState
 from bot.engine.events import Reporter
 from bot.engine.plan import Plan, RollbackRequest, make_plan
 from bot.engine.run import Runner
 from bot.errors import BadRequest, InvalidState
-from bot.store import RestorePoint, RunRecord, now
+from bot.store import RunRecord, now
 
 if TYPE_CHECKING:
     from bot.services import Services
@@ -107,37 +106,6 @@ def cancel(services: Services, run_id: str, *, actor: str) -> RunRecord:
     record = services.store.get_run(run_id)
     services.store.record(actor=actor, action="run.cancelled", run_id=run_id, env=record.env)
     return record
-
-
-@dataclass(frozen=True)
-class SnapshotResult:
-    point: RestorePoint
-    summary: str
-
-
-def take_snapshot(services: Services, env: str, *, actor: str, progress: Progress = no_progress) -> SnapshotResult:
-    """Record the remote head as known-good and dump the database beside it (run before each deploy)."""
-    repo = services.repo(env)
-    head = repo.fetch()
-    database = services.database(env)
-    dump_path, dump_size = None, None
-    if database is not None:
-        folder = services.config.backup_dir / env
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"restore-point-{now():%Y%m%d%H%M%S}-{head.short}.dump"
-        info = database.dump(path, progress=progress)
-        dump_path, dump_size = str(path), info.size_bytes
-    point = services.store.add_restore_point(
-        env=env,
-        commit_sha=head.sha,
-        commit_subject=head.subject,
-        dump_path=dump_path,
-        dump_size=dump_size,
-        created_by=actor,
-    )
-    services.store.record(actor=actor, action="restore_point.created", env=env, detail=f"#{point.id} at {head.short}")
-    where = f", database dump {dump_path}" if dump_path else ""
-    return SnapshotResult(point=point, summary=f"restore point #{point.id} for {env}: commit {head}{where}")
 
 
 def undo_flags(services: Services, run_id: str, *, actor: str) -> list[str]:

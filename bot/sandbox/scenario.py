@@ -19,7 +19,7 @@ import psycopg
 from psycopg import sql
 
 from bot.config import load_config
-from bot.engine.flows import take_snapshot
+from bot.engine.restore_points import take_snapshot
 from bot.sandbox.flag_servers import LaunchDarklyServer
 from bot.sandbox.health_server import HealthServer
 from bot.sandbox.repo import DROP_MIGRATION, INIT_MIGRATION, SandboxRepo, build_sandbox_repo, git

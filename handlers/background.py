@@ -1,4 +1,4 @@
-"""What the listeners hand to the bot's executor: plan-and-post, approve-and-start, resume.
+"""Work the listeners hand to the bot's executor, after the ack: plan-and-post, approve-and-start, resume.
 
 Each function here runs AFTER the ack, on the bot's own threads. They call the engine and render;
 Slack errors are reported back to the person who clicked, in one way (ephemeral), via `tell`.

@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bot.errors import LockHeld, RunNotFound
 from bot.redact import redact, redact_data
-from bot.store_schema import (
+from bot.store.schema import (
     AuditEntry,
     ChecklistRecord,
     LockRecord,
@@ -42,19 +42,6 @@ from bot.store_schema import (
     runs,
     steps,
 )
-
-__all__ = [
-    "AuditEntry",
-    "ChecklistRecord",
-    "LockRecord",
-    "RestorePoint",
-    "RunRecord",
-    "StepRecord",
-    "Store",
-    "iso",
-    "now",
-    "parse_iso",
-]
 
 
 def _engine_url(url: str) -> str:

@@ -1,0 +1,34 @@
+"""The store: runs, the step journal, the audit trail, locks, restore points, checklist, timers and outbox.
+
+SQLAlchemy Core over SQLite (the embedded default, one replica) or PostgreSQL (several replicas sharing
+state). The public API is what this module exports; the modules beside it are private.
+"""
+
+from __future__ import annotations
+
+from bot.store._store import Store, new_run_id
+from bot.store.schema import (
+    AuditEntry,
+    ChecklistRecord,
+    LockRecord,
+    RestorePoint,
+    RunRecord,
+    StepRecord,
+    iso,
+    now,
+    parse_iso,
+)
+
+__all__ = [
+    "AuditEntry",
+    "ChecklistRecord",
+    "LockRecord",
+    "RestorePoint",
+    "RunRecord",
+    "StepRecord",
+    "Store",
+    "iso",
+    "new_run_id",
+    "now",
+    "parse_iso",
+]
