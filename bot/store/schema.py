@@ -29,6 +29,10 @@ runs = sa.Table(
     sa.Column("current_step", sa.String(40)),
     sa.Column("error", sa.Text),
     sa.Column("meta", sa.Text, nullable=False, default="{}"),  # JSON: where its messages live, etc.
+    # The process executing the run: on the same host, a dead pid (or another boot) means interrupted at once.
+    sa.Column("pid", sa.Integer),
+    sa.Column("host", sa.String(255)),
+    sa.Column("boot_id", sa.String(64)),
 )
 
 steps = sa.Table(
@@ -75,6 +79,7 @@ restore_points = sa.Table(
     sa.Column("commit_subject", sa.Text, nullable=False, default=""),
     sa.Column("dump_path", sa.Text),
     sa.Column("dump_size", sa.BigInteger),
+    sa.Column("dump_sha256", sa.String(64)),  # checked before every restore from this point
     sa.Column("created_at", sa.String(40), nullable=False),
     sa.Column("created_by", sa.String(120), nullable=False),
 )
@@ -96,6 +101,60 @@ once_keys = sa.Table(
     metadata,
     sa.Column("key", sa.String(200), primary_key=True),
     sa.Column("at", sa.String(40), nullable=False),
+)
+
+
+timers = sa.Table(
+    "timers",  # anything due later (plan expiry, stakeholder updates, reminders, drills): never only in memory
+    metadata,
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("run_id", sa.String(40), index=True),
+    sa.Column("payload", sa.Text, nullable=False, default="{}"),  # JSON
+    sa.Column("due_at", sa.String(40), nullable=False, index=True),
+    sa.Column("every_s", sa.Float),  # periodic when set
+    sa.Column("state", sa.String(12), nullable=False),  # pending | done | cancelled
+    sa.Column("claimed_by", sa.String(120)),
+    sa.Column("claimed_until", sa.String(40)),  # a claim whose holder died is taken over after this
+    sa.Column("fired", sa.Integer, nullable=False, default=0),
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.Column("done_at", sa.String(40)),
+)
+
+outbox = sa.Table(
+    "outbox",  # every message a run produces, stored first, sent later by whichever replica holds the sender lease
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.Column("run_id", sa.String(40), index=True),
+    sa.Column("channel", sa.String(40), nullable=False),
+    sa.Column("message_key", sa.String(200)),  # a message updated in place (a step, the header); None: a new post
+    sa.Column("thread_key", sa.String(200)),  # the message whose thread this goes in
+    sa.Column("kind", sa.String(40), nullable=False),  # what to render
+    sa.Column("payload", sa.Text, nullable=False),  # JSON, redacted
+    sa.Column("dedupe_key", sa.String(200), unique=True),  # the same notice enqueued twice is stored once
+    sa.Column("state", sa.String(12), nullable=False, index=True),  # pending | sent | dead | superseded
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_attempt_at", sa.String(40)),
+    sa.Column("sent_at", sa.String(40)),
+    sa.Column("last_error", sa.Text),
+)
+
+slack_messages = sa.Table(
+    "slack_messages",  # where a keyed message landed, so later updates and thread replies can find it
+    metadata,
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("channel", sa.String(40), nullable=False),
+    sa.Column("ts", sa.String(40), nullable=False),
+    sa.Column("posted_at", sa.String(40), nullable=False),
+)
+
+leases = sa.Table(
+    "leases",  # one holder at a time across replicas (the outbox sender), taken over when it expires
+    metadata,
+    sa.Column("name", sa.String(60), primary_key=True),
+    sa.Column("holder", sa.String(120), nullable=False),
+    sa.Column("until", sa.String(40), nullable=False),
 )
 
 
@@ -172,6 +231,7 @@ class RestorePoint:
     dump_size: int | None
     created_at: datetime
     created_by: str
+    dump_sha256: str | None = None
 
 
 @dataclass(frozen=True)
