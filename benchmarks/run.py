@@ -52,7 +52,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere, installed or not
 
 from bot.app import ROLLBACK_WORKERS  # noqa: E402
 from bot.config import load_config  # noqa: E402
-from bot.engine.flows import make_request_plan  # noqa: E402
+from bot.engine.lifecycle import make_request_plan  # noqa: E402
 from bot.engine.plan import RollbackRequest  # noqa: E402
 from bot.sandbox.scenario import Incident, build_incident, drop_databases  # noqa: E402
 from bot.sandbox.slack_api import SlackApiStandIn  # noqa: E402

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -23,11 +24,16 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 
+from bot.deploy_hook import DEPLOY_PATH, DeployHook
+from bot.engine.timed import announce_interrupted_runs, timer_handlers
 from bot.errors import PreconditionFailed
+from bot.outbox import Outbox
+from bot.process_identity import current_process
 from bot.services import Services
+from bot.timers import TimerPoller, Timers
 from handlers import SlackContext, register
 from handlers.context import TrackedExecutor
-from handlers.background import announce_interrupted_runs
+from handlers.outbox_sender import OutboxSender, sender_client
 
 log = logging.getLogger(__name__)
 DEFAULT_API_URL = "https://slack.com/api/"
@@ -56,6 +62,7 @@ def create_app(
     token: str | None = None,
     signing_secret: str | None = None,
     api_url: str | None = None,
+    background: bool = True,
 ) -> tuple[App, SlackContext]:
     token = token or os.environ.get("SLACK_BOT_TOKEN", "")
     signing_secret = signing_secret or os.environ.get("SLACK_SIGNING_SECRET", "")
@@ -85,15 +92,40 @@ def create_app(
         listener_executor=listeners,
     )
     register(app, ctx)
-    ctx.submit(announce_interrupted_runs, ctx)
+    if background:
+        start_background(ctx, token=token, api_url=str(client.base_url))
     return app, ctx
+
+
+def start_background(ctx: SlackContext, *, token: str, api_url: str) -> None:
+    """This replica's share of the service: the outbox sender and the durable-timer poller.
+
+    Every replica runs both; the store decides who sends (a lease) and who fires each timer (a claim).
+    """
+    me = current_process()
+    holder = f"{me.host}:{me.pid}:{secrets.token_hex(3)}"
+    ctx.sender = OutboxSender(Outbox(ctx.services.store), sender_client(token, base_url=api_url), holder=holder).start()
+    ctx.poller = TimerPoller(
+        Timers(ctx.services.store),
+        timer_handlers(ctx.services),
+        holder=holder,
+        on_tick=lambda: _announce(ctx),
+    ).start()
+
+
+def _announce(ctx: SlackContext) -> None:
+    if announce_interrupted_runs(ctx.services):
+        ctx.wake_sender()
 
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
-def wsgi_app(app: App) -> WSGIApp:
-    """Slack on POST /slack/events, liveness on GET /healthz, 404 elsewhere; never a 5xx for bad input."""
+def wsgi_app(app: App, *, deploy_hook: WSGIApp | None = None) -> WSGIApp:
+    """Slack on POST /slack/events, liveness on GET /healthz, 404 elsewhere; never a 5xx for bad input.
+
+    `deploy_hook` (a bot.deploy_hook.DeployHook) answers DEPLOY_PATH for the deploy pipeline.
+    """
 
     def reply(start_response: Callable[..., Any], status: str, body: bytes, kind: str = "text/plain") -> list[bytes]:
         start_response(status, [("Content-Type", kind), ("Content-Length", str(len(body)))])
@@ -103,6 +135,8 @@ def wsgi_app(app: App) -> WSGIApp:
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")
         if path == "/healthz" and method == "GET":
             return reply(start_response, "200 OK", json.dumps({"ok": True}).encode(), "application/json")
+        if path == DEPLOY_PATH and deploy_hook is not None:
+            return deploy_hook(environ, start_response)
         if path != EVENTS_PATH:
             return reply(start_response, "404 Not Found", b"Not Found")
         if method != "POST":
@@ -123,21 +157,25 @@ def wsgi_app(app: App) -> WSGIApp:
     return application
 
 
-def http_server(app: App, *, host: str, port: int) -> Any:
+def http_server(app: App, *, host: str, port: int, deploy_hook: WSGIApp | None = None) -> Any:
     """A production WSGI server (waitress: threaded, pure Python), not Bolt's development server."""
     from waitress import create_server
 
-    return create_server(wsgi_app(app), host=host, port=port, threads=8, ident="rollback-bot")
+    application = wsgi_app(app, deploy_hook=deploy_hook)
+    return create_server(application, host=host, port=port, threads=8, ident="rollback-bot")
 
 
 def serve_http(services: Services, *, host: str, port: int) -> int:
-    app, _ = create_app(services)
-    server = http_server(app, host=host, port=port)
+    app, ctx = create_app(services)
+    hook = DeployHook(services)  # its own small pool: snapshots never run on waitress's threads
+    server = http_server(app, host=host, port=port, deploy_hook=hook)
     print(f"rollback-bot: serving Slack on http://{host}:{port}{EVENTS_PATH} (GET /healthz for liveness)", flush=True)
     try:
         server.run()
     finally:
         server.close()
+        hook.shutdown(wait=False)
+        ctx.shutdown()
     return 0
 
 

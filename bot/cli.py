@@ -5,16 +5,21 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from bot import __version__
 from bot.config import config_path, environment_problems, load_config
-from bot.engine import flows
+from bot.engine import lifecycle
+from bot.engine.events import Reporter
+from bot.engine.lifecycle import Actor
 from bot.engine.plan import Plan, RollbackRequest
 from bot.engine.restore_points import take_snapshot
-from bot.engine.run import view
+from bot.engine.story import RunStory, snapshot_notice
 from bot.errors import BadRequest, ConfigError, RollbackError
+from bot.outbox import Outbox
+from bot.process_identity import current_process, terminal_user
 from bot.redact import install_logging_filter, redact
 from bot.render_text import plan_text, run_line, status_text, timeline_markdown
 from bot.services import Services, build_services
@@ -48,20 +53,23 @@ def _parser() -> argparse.ArgumentParser:
         sub = command(name, text)
         sub.add_argument("env", metavar="ENV")
         sub.add_argument("--to", metavar="SHA", help="target commit (default: the latest restore point)")
-        sub.add_argument("--code", choices=flows.CODE_CHOICES)
-        sub.add_argument("--db", choices=flows.DB_CHOICES)
+        sub.add_argument("--code", choices=lifecycle.CODE_CHOICES)
+        sub.add_argument("--db", choices=lifecycle.DB_CHOICES)
         sub.add_argument("--no-flags", action="store_true", help="leave feature flags as they are")
         sub.add_argument("--dry-run", action="store_true", help="check and show everything, change nothing")
         if name == "run":
             sub.add_argument("--force", action="store_true", help="skip the typed confirmations (dangerous)")
             sub.add_argument("--as", dest="actor", help="who is running it (default: user@host)")
+            _channel_option(sub)
     resume = command("resume", "act on a failed or interrupted run")
     resume.add_argument("run_id", metavar="RUN_ID")
+    _channel_option(resume)
     decision = resume.add_mutually_exclusive_group(required=True)
     for choice in ("retry", "skip", "abort"):
         decision.add_argument(f"--{choice}", dest="decision", action="store_const", const=choice)
     abort = command("abort", "abort a failed or interrupted run (releases the environment's lock)")
     abort.add_argument("run_id", metavar="RUN_ID")
+    _channel_option(abort)
     undo = command("undo-flags", "put the flags a run turned off back as they were before it")
     undo.add_argument("run_id", metavar="RUN_ID")
     command("status", "what is running or waiting now")
@@ -72,11 +80,20 @@ def _parser() -> argparse.ArgumentParser:
     timeline.add_argument("run_id", metavar="RUN_ID")
     snapshot = command("snapshot", "record a restore point: the deployed commit and a database dump")
     snapshot.add_argument("env", metavar="ENV")
+    _channel_option(snapshot)
     command("check-config", "validate the configuration and name every problem")
     demo = command("demo", "the whole flow on a local sandbox with a local stand-in for Slack")
     demo.add_argument("--dir", default="demo-sandbox", help="where to build the sandbox")
     demo.add_argument("--terminal", action="store_true", help="drive the terminal flow instead of Slack")
     return parser
+
+
+def _channel_option(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--channel",
+        metavar="C…",
+        help="the Slack channel that gets the story, through the outbox: posted when Slack answers, even if down now",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -126,10 +143,11 @@ def _dispatch(args: argparse.Namespace) -> int:
 def _engine_command(services: Services, args: argparse.Namespace) -> int:
     command = args.command
     reporter = TerminalReporter()
+    me = Actor(id=getattr(args, "actor", None) or terminal_user(), via="terminal")
     if command in ("plan", "run"):
         request = RollbackRequest(
             env=args.env,
-            requested_by=getattr(args, "actor", None) or flows.terminal_user(),
+            requested_by=me.id,
             to=args.to,
             code=args.code,
             db=args.db,
@@ -138,77 +156,116 @@ def _engine_command(services: Services, args: argparse.Namespace) -> int:
             source="cli",
         )
         if command == "plan":
-            print(plan_text(flows.make_request_plan(services, request)))
+            print(plan_text(lifecycle.make_request_plan(services, request)))
             return 0
-        return _run(services, request, force=args.force, reporter=reporter)
+        return _run(services, request, force=args.force, reporter=reporter, actor=me, channel=args.channel)
     if command in ("resume", "abort"):
         decision = "abort" if command == "abort" else args.decision
-        record = flows.resume(
-            services, args.run_id, decision=decision, actor=flows.terminal_user(), reporters=[reporter]
-        )
+        reporters: list[Reporter] = [reporter, *_story(services, args.run_id, channel=args.channel)]
+        record = lifecycle.resume(services, args.run_id, decision=decision, actor=me, reporters=reporters)
         return 0 if record.status in ("succeeded", "aborted") else EXIT_FAILED
     if command == "undo-flags":
-        print("\n".join(flows.undo_flags(services, args.run_id, actor=flows.terminal_user())))
+        print("\n".join(lifecycle.undo_flags(services, args.run_id, actor=me)))
         return 0
     if command == "status":
         store = services.store
         active = store.list_runs(limit=50, statuses=("running", "failed", "planned"))
         locks = [lock for env in services.config.settings.environments if (lock := store.lock_for(env))]
-        print(status_text([view(services, r.id) for r in active], locks))
+        print(status_text([lifecycle.view(services, r.id) for r in active], locks))
         return 0
     if command == "history":
         runs = services.store.list_runs(limit=args.limit, env=args.env)
-        print("\n".join(run_line(r, view(services, r.id).status) for r in runs) or "No rollbacks yet.")
+        print("\n".join(run_line(r, lifecycle.view(services, r.id).status) for r in runs) or "No rollbacks yet.")
         return 0
     if command == "timeline":
         record = services.store.get_run(args.run_id)
         trail = services.store.audit_trail(run_id=record.id)
         print(
-            timeline_markdown(record, trail, services.store.checklist(record.id), view(services, record.id)),
+            timeline_markdown(record, trail, services.store.checklist(record.id), lifecycle.view(services, record.id)),
             end="",
         )
         return 0
     if command == "snapshot":
-        result = take_snapshot(services, args.env, actor=flows.terminal_user(), progress=reporter.say)
+        result = take_snapshot(services, args.env, actor=me.id, progress=reporter.say)
         print(result.summary)
+        if args.channel:
+            Outbox(services.store).enqueue(snapshot_notice(args.channel, env=args.env, summary=result.summary))
+            print(f"(told {args.channel} through the outbox)")
         return 0
     raise BadRequest(f"unknown command {command!r}")
 
 
-def _run(services: Services, request: RollbackRequest, *, force: bool, reporter: TerminalReporter) -> int:
-    record, plan = flows.propose(services, request)
+def _story(services: Services, run_id: str, *, channel: str | None) -> list[Reporter]:
+    """The run's story for its Slack channel (the one it has, or --channel), through the outbox."""
+    record = services.store.get_run(run_id)
+    if channel and record.meta.get("channel") != channel:
+        services.store.merge_meta(run_id, {"channel": channel})
+    elif not record.meta.get("channel"):
+        return []
+    return [RunStory(services, run_id=run_id)]
+
+
+def _run(
+    services: Services,
+    request: RollbackRequest,
+    *,
+    force: bool,
+    reporter: TerminalReporter,
+    actor: Actor,
+    channel: str | None,
+) -> int:
+    record, plan = lifecycle.propose(services, request, meta={"channel": channel} if channel else None)
     print(plan_text(plan))
     try:
         confirmed = force or _confirmed(plan)
     except (RollbackError, EOFError):
-        flows.cancel(services, record.id, actor=request.requested_by)
+        lifecycle.cancel(services, record.id, actor=actor)
         raise
     if not confirmed:
-        flows.cancel(services, record.id, actor=request.requested_by)
+        lifecycle.cancel(services, record.id, actor=actor)
         print("Cancelled: nothing was changed.")
         return EXIT_FAILED
-    services.store.update_run(record.id, approved_by=request.requested_by)
-    result = flows.start(services, record.id, actor=request.requested_by, reporters=[reporter])
-    while result.status == "failed" and sys.stdin.isatty() and not force:
-        answer = input(
-            "Retry the failed step, skip it, abort, or leave it for later? [retry/skip/abort/leave] "
-        ).strip()
-        if answer in ("leave", ""):
-            break
-        if answer not in ("retry", "skip", "abort"):
-            continue
-        try:
-            result = flows.resume(
-                services, record.id, decision=answer, actor=request.requested_by, reporters=[reporter]
-            )
-        except RollbackError as error:
-            print(error_text(error), file=sys.stderr)
+    lifecycle.approve(services, record.id, actor=actor, plan_hash=record.plan_hash)
+    reporters: list[Reporter] = [reporter, *_story(services, record.id, channel=channel)]
+    with _timers_while_running(services, enabled=bool(channel)):
+        result = lifecycle.start(services, record.id, actor=actor, reporters=reporters)
+        while result.status == "failed" and sys.stdin.isatty() and not force:
+            answer = input(
+                "Retry the failed step, skip it, abort, or leave it for later? [retry/skip/abort/leave] "
+            ).strip()
+            if answer in ("leave", ""):
+                break
+            if answer not in ("retry", "skip", "abort"):
+                continue
+            try:
+                result = lifecycle.resume(services, record.id, decision=answer, actor=actor, reporters=reporters)
+            except RollbackError as error:
+                print(error_text(error), file=sys.stderr)
     if result.status == "failed":
         print(
             f"\nThe run is waiting: rollback-bot resume {record.id} --retry | --skip | --abort",
             file=sys.stderr,
         )
+    if channel:
+        print(f"(the story of this run waits in the outbox for {channel}: a serving bot posts it when Slack answers)")
     return 0 if result.status == "succeeded" else EXIT_FAILED
+
+
+@contextmanager
+def _timers_while_running(services: Services, *, enabled: bool) -> Iterator[None]:
+    """While a terminal run tells a channel, fire its stakeholder updates on time into the outbox."""
+    if not enabled:
+        yield
+        return
+    from bot.engine.timed import timer_handlers
+    from bot.timers import TimerPoller, Timers
+
+    me = current_process()
+    poller = TimerPoller(Timers(services.store), timer_handlers(services), holder=f"cli:{me.host}:{me.pid}").start()
+    try:
+        yield
+    finally:
+        poller.stop()
 
 
 def _confirmed(plan: Plan) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from bot.durations import format_duration
 from bot.engine.checklist import PHASE_TITLES, PHASES
 from bot.engine.plan import Plan
-from bot.engine.run import RunView
+from bot.engine.run_status import RunView
 from bot.redact import redact
 from bot.store import AuditEntry, ChecklistRecord, LockRecord, RunRecord
 

@@ -8,14 +8,14 @@ from typing import Any
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
-from bot.engine import flows
-from bot.engine.approval import is_listed, risky_choices
+from bot.engine import lifecycle
+from bot.engine.approval import risky_choices
+from bot.engine.lifecycle import Decision
 from bot.engine.plan import Plan
 from bot.errors import NotAllowed, RollbackError
-from bot.store import now
 from handlers import blocks
+from handlers.background import approve_and_start, mark_closed, notify_checklist, put_flags_back, resume
 from handlers.context import SlackContext
-from handlers.background import approve_and_start, ensure_can_approve, mark_closed, put_flags_back, resume
 from handlers.ids import Action, parse_run_value
 
 
@@ -37,8 +37,7 @@ def register(app: App, ctx: SlackContext) -> None:
         user = body["user"]["id"]
         try:
             run_id, plan_hash = parse_run_value(action.get("value", ""))
-            record = store.get_run(run_id)
-            ensure_can_approve(ctx, record, user=user, plan_hash=plan_hash)
+            record = lifecycle.check_can_approve(ctx.services, run_id, actor=ctx.actor(user), plan_hash=plan_hash)
         except RollbackError as error:
             refuse(respond, error)
             return
@@ -49,7 +48,7 @@ def register(app: App, ctx: SlackContext) -> None:
                 view=blocks.typed_confirmation_modal(env=record.env, risks=risks, private_metadata=action["value"]),
             )
             return
-        ctx.submit(approve_and_start, ctx, run_id, approver=user, tell=tell_via(respond))
+        ctx.submit(approve_and_start, ctx, run_id, approver=user, plan_hash=plan_hash, tell=tell_via(respond))
 
     @app.action(Action.CANCEL.value)
     def cancel(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
@@ -57,15 +56,7 @@ def register(app: App, ctx: SlackContext) -> None:
         user = body["user"]["id"]
         try:
             run_id, _ = parse_run_value(action.get("value", ""))
-            record = store.get_run(run_id)
-            settings = ctx.services.config.environment(record.env)
-            if (
-                user != record.requested_by
-                and settings.approvers
-                and not is_listed(user, settings.approvers, ctx.members_of)
-            ):
-                raise NotAllowed("only the requester or an approver can cancel this plan")
-            flows.cancel(ctx.services, run_id, actor=user)
+            lifecycle.cancel(ctx.services, run_id, actor=ctx.actor(user))
         except RollbackError as error:
             refuse(respond, error)
             return
@@ -99,23 +90,21 @@ def register(app: App, ctx: SlackContext) -> None:
             ),
         )
 
-    def approver_run(action: dict[str, Any], *, user: str, doing: str) -> str:
-        """The run a button belongs to, if this person is an approver and the button is current."""
+    def approver_run(action: dict[str, Any], *, user: str, act: lifecycle.Act) -> str:
+        """The run a button belongs to, if the button is current and the engine lets this person act."""
         run_id, plan_hash = parse_run_value(action.get("value", ""))
         record = store.get_run(run_id)
-        settings = ctx.services.config.environment(record.env)
         if plan_hash != record.plan_hash:
             raise NotAllowed("this button belongs to another plan")
-        if settings.approvers and not is_listed(user, settings.approvers, ctx.members_of):
-            raise NotAllowed(f"only approvers of {record.env} can {doing}")
+        lifecycle.authorize(ctx.services, record, actor=ctx.actor(user), act=act)
         return run_id
 
-    def decision_handler(decision: str) -> Any:
+    def decision_handler(decision: Decision) -> Any:
         def handle(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
             ack()
             user = body["user"]["id"]
             try:
-                run_id = approver_run(action, user=user, doing=f"{decision} a failed rollback")
+                run_id = approver_run(action, user=user, act=lifecycle.Act(decision.value))
             except RollbackError as error:
                 refuse(respond, error)
                 return
@@ -123,43 +112,27 @@ def register(app: App, ctx: SlackContext) -> None:
 
         return handle
 
-    app.action(Action.RETRY.value)(decision_handler("retry"))
-    app.action(Action.SKIP.value)(decision_handler("skip"))
-    app.action(Action.ABORT.value)(decision_handler("abort"))
+    app.action(Action.RETRY.value)(decision_handler(Decision.RETRY))
+    app.action(Action.SKIP.value)(decision_handler(Decision.SKIP))
+    app.action(Action.ABORT.value)(decision_handler(Decision.ABORT))
 
     @app.action(Action.UNDO_FLAGS.value)
     def undo_flags(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
         ack()
         user = body["user"]["id"]
         try:
-            run_id = approver_run(action, user=user, doing="put flags back")
+            run_id = approver_run(action, user=user, act=lifecycle.Act.UNDO_FLAGS)
         except RollbackError as error:
             refuse(respond, error)
             return
-        channel = body.get("channel", {}).get("id") or body.get("container", {}).get("channel_id", "")
-        message_ts = body.get("container", {}).get("message_ts", "")
-        ctx.submit(
-            put_flags_back, ctx, run_id, actor=user, channel=channel, message_ts=message_ts, tell=tell_via(respond)
-        )
+        ctx.submit(put_flags_back, ctx, run_id, actor=user, tell=tell_via(respond))
 
     @app.action(re.compile(rf"^{Action.CHECKLIST_DONE.value}:"))
-    def checklist_done(
-        ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, client: WebClient
-    ) -> None:
+    def checklist_done(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
         ack()
         user = body["user"]["id"]
         run_id, _, item_id = action.get("value", "").partition("|")
-        if not store.mark_done(run_id, item_id, by=user):
+        if not lifecycle.complete_checklist_item(ctx.services, run_id, item_id, actor=ctx.actor(user)):
             respond(response_type="ephemeral", replace_original=False, text="That item was already done.")
             return
-        store.record(actor=user, action="checklist.done", run_id=run_id, detail=item_id)
-        channel = body.get("channel", {}).get("id") or body.get("container", {}).get("channel_id")
-        message_ts = body.get("container", {}).get("message_ts") or body.get("message", {}).get("ts")
-        if channel and message_ts:
-            items = store.checklist(run_id)
-            client.chat_update(
-                channel=channel,
-                ts=message_ts,
-                text="Post-rollback checklist",
-                blocks=blocks.checklist_blocks(run_id=run_id, items=items, now=now()),
-            )
+        ctx.submit(notify_checklist, ctx, run_id)

@@ -7,13 +7,12 @@ from typing import Any
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
-from bot.engine import flows
+from bot.engine import lifecycle
 from bot.engine.plan import RollbackRequest
-from bot.engine.run import view
 from bot.errors import RollbackError
 from handlers import blocks, grammar
+from handlers.background import check_and_plan, mark_closed
 from handlers.context import SlackContext
-from handlers.background import check_and_plan
 
 
 def register(app: App, ctx: SlackContext) -> None:
@@ -66,8 +65,6 @@ def register(app: App, ctx: SlackContext) -> None:
 
 
 def _cancel(ctx: SlackContext, *, run_id: str | None, user: str, channel: str, respond: Respond) -> None:
-    from handlers.background import mark_closed
-
     store = ctx.services.store
     if run_id is None:
         waiting = [r for r in store.list_runs(limit=50, statuses=("planned",)) if r.meta.get("channel") == channel]
@@ -80,7 +77,7 @@ def _cancel(ctx: SlackContext, *, run_id: str | None, user: str, channel: str, r
             return
         run_id = waiting[0].id
     try:
-        flows.cancel(ctx.services, run_id, actor=user)
+        lifecycle.cancel(ctx.services, run_id, actor=ctx.actor(user))
     except RollbackError as error:
         respond(
             response_type="ephemeral",
@@ -105,7 +102,7 @@ def _runs_text(ctx: SlackContext, kind: str) -> str:
             return "No rollbacks yet."
     lines = []
     for record in runs:
-        shown = view(ctx.services, record.id).status
+        shown = lifecycle.view(ctx.services, record.id).status
         plan = record.plan
         lines.append(
             f"• `{record.id}` {record.env}: *{shown}*, "

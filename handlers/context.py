@@ -13,8 +13,11 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.schedule import Scheduler
+from bot.engine.run_status import Actor
+from bot.outbox import Notice, Outbox
 from bot.services import Services
+from bot.timers import TimerPoller
+from handlers.outbox_sender import OutboxSender
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +55,8 @@ class SlackContext:
     client: WebClient
     executor: TrackedExecutor  # the bot's own: plans and rollbacks
     listener_executor: TrackedExecutor  # Bolt's: listeners after their ack
-    scheduler: Scheduler = field(default_factory=Scheduler)  # stakeholder updates and reminders
+    sender: OutboxSender | None = None  # drains the outbox to Slack (started by bot.app)
+    poller: TimerPoller | None = None  # fires durable timers (started by bot.app)
     _groups: dict[str, tuple[float, set[str]]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -71,19 +75,51 @@ class SlackContext:
             self._groups[group_id] = (time.monotonic(), users)
         return users
 
+    def actor(self, user: str) -> Actor:
+        """A Slack user as the engine sees them, with their user groups resolved through Slack."""
+        return Actor(id=user, via="slack", members_of=self.members_of)
+
+    def notify(self, notice: Notice | None) -> None:
+        """Put a notice in the outbox and nudge the sender; Slack hears of it when it can."""
+        if notice is not None:
+            Outbox(self.services.store).enqueue(notice)
+            self.wake_sender()
+
+    def wake_sender(self) -> None:
+        if self.sender is not None:
+            self.sender.wake()
+
+    def shutdown(self) -> None:
+        if self.poller is not None:
+            self.poller.stop()
+        if self.sender is not None:
+            self.sender.stop()
+
     def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
         """Run slow work (git fetch, the rollback itself) on the bot's own executor, never Bolt's threads."""
         return self.executor.submit(_logged, fn, *args, **kwargs)
 
     def wait_idle(self, timeout: float = 60.0) -> bool:
-        """For tests and the demo: wait until listeners and submitted work are all done."""
+        """For tests and the demo: wait until listeners, submitted work and the outbox are all done."""
         deadline = time.monotonic() + timeout
         quiet = 0
         while time.monotonic() < deadline:
-            quiet = 0 if (self.executor.busy or self.listener_executor.busy) else quiet + 1
+            quiet = 0 if self._busy() else quiet + 1
             if quiet >= 3:  # quiet three looks in a row: a listener may hand work on just as it ends
                 return True
             time.sleep(0.02)
+        return False
+
+    def _busy(self) -> bool:
+        if self.executor.busy or self.listener_executor.busy:
+            return True
+        if self.poller is not None and self.poller.busy:
+            return True
+        if self.sender is not None:
+            if self.sender.busy:
+                return True
+            self.wake_sender()
+            return Outbox(self.services.store).pending_count() > 0
         return False
 
 

@@ -12,7 +12,7 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from bot.engine.flows import CODE_CHOICES, DB_CHOICES
+from bot.engine.lifecycle import CODE_CHOICES, DB_CHOICES
 from bot.errors import BadRequest
 
 KEYWORDS = ("help", "status", "history", "cancel")

@@ -7,11 +7,12 @@ from typing import Any
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
+from bot.engine import lifecycle
 from bot.engine.plan import RollbackRequest
 from bot.errors import RollbackError
 from handlers import grammar
+from handlers.background import approve_and_start, check_and_plan
 from handlers.context import SlackContext
-from handlers.background import approve_and_start, check_and_plan, ensure_can_approve
 from handlers.ids import DEFAULT_CHOICE, Choice, Field, View, parse_run_value
 
 
@@ -73,13 +74,8 @@ def register(app: App, ctx: SlackContext) -> None:
         user = body["user"]["id"]
         run_id, plan_hash = parse_run_value(view.get("private_metadata") or "")
         try:
-            record = ctx.services.store.get_run(run_id)
-        except RollbackError as error:
-            ack(response_action="errors", errors={Field.TYPED_ENV.value: error.message[:150]})
-            return
-        try:
             # The modal was opened for an approver, but check again: the plan may have expired meanwhile.
-            ensure_can_approve(ctx, record, user=user, plan_hash=plan_hash)
+            record = lifecycle.check_can_approve(ctx.services, run_id, actor=ctx.actor(user), plan_hash=plan_hash)
         except RollbackError as error:
             ack(response_action="errors", errors={Field.TYPED_ENV.value: error.message[:150]})
             return
@@ -96,4 +92,4 @@ def register(app: App, ctx: SlackContext) -> None:
         def tell(reply: list[dict[str, Any]], text: str) -> None:
             client.chat_postEphemeral(channel=channel, user=user, text=text, blocks=reply)
 
-        ctx.submit(approve_and_start, ctx, run_id, approver=user, tell=tell)
+        ctx.submit(approve_and_start, ctx, run_id, approver=user, plan_hash=plan_hash, tell=tell)

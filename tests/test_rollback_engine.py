@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
-from bot.engine import flows
+from bot.engine import lifecycle
+from bot.engine.lifecycle import Actor
 from bot.engine.events import Event, StepStarted
 from bot.engine.plan import RollbackRequest
 from bot.errors import LockHeld
@@ -179,26 +180,26 @@ def test_a_rejected_push_is_a_failure_not_a_success(
 def test_a_second_rollback_of_the_same_environment_is_refused(
     incident: Incident, services: Services, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    first, _ = flows.propose(services, RollbackRequest(env="prod", requested_by="alice"))
+    first, _ = lifecycle.propose(services, RollbackRequest(env="prod", requested_by="alice"))
     services.store.acquire_lock("prod", run_id=first.id, holder="alice")
     head = remote_head(incident)
     assert run_cli(incident, "run", "prod", "--force") == 2
     err = capsys.readouterr().err
     assert "already in progress" in err and "alice" in err and first.id in err
     assert remote_head(incident) == head
-    second, _ = flows.propose(services, RollbackRequest(env="prod", requested_by="bob"))
+    second, _ = lifecycle.propose(services, RollbackRequest(env="prod", requested_by="bob"))
     with pytest.raises(LockHeld):
-        flows.start(services, second.id, actor="bob")
+        lifecycle.start(services, second.id, actor=Actor("bob", "terminal"))
 
 
 def test_two_starts_of_one_run_run_it_once(incident: Incident, services: Services) -> None:
-    record, _ = flows.propose(services, RollbackRequest(env="prod", requested_by="alice", db="none"))
+    record, _ = lifecycle.propose(services, RollbackRequest(env="prod", requested_by="alice", db="none"))
     results: list[str] = []
     barrier = threading.Barrier(2)
 
     def click() -> None:
         barrier.wait()
-        results.append(flows.start(services, record.id, actor="carol").status)
+        results.append(lifecycle.start(services, record.id, actor=Actor("carol", "terminal")).status)
 
     threads = [threading.Thread(target=click) for _ in range(2)]
     for t in threads:
@@ -207,7 +208,7 @@ def test_two_starts_of_one_run_run_it_once(incident: Incident, services: Service
         t.join()
     assert "succeeded" in results
     assert [s.attempts for s in services.store.steps(record.id)] == [1] * 7
-    assert flows.start(services, record.id, actor="carol").status == "succeeded"  # a late third click
+    assert lifecycle.start(services, record.id, actor=Actor("carol", "terminal")).status == "succeeded"  # a late third click
     assert services.store.lock_for("prod") is None  # …does not leave the environment locked
     assert (
         git(
@@ -222,11 +223,11 @@ def test_two_starts_of_one_run_run_it_once(incident: Incident, services: Service
 
 def test_failed_health_checks_can_be_retried_once_the_app_recovers(incident: Incident, services: Services) -> None:
     incident.health.status = 503
-    record, _ = flows.propose(services, RollbackRequest(env="prod", requested_by="alice", db="none"))
-    assert flows.start(services, record.id, actor="carol").status == "failed"
+    record, _ = lifecycle.propose(services, RollbackRequest(env="prod", requested_by="alice", db="none"))
+    assert lifecycle.start(services, record.id, actor=Actor("carol", "terminal")).status == "failed"
     assert services.store.get_run(record.id).current_step == "health"
     incident.health.status = 200
-    assert flows.resume(services, record.id, decision="retry", actor="carol").status == "succeeded"
+    assert lifecycle.resume(services, record.id, decision="retry", actor=Actor("carol", "terminal")).status == "succeeded"
     steps = {s.name: (s.status, s.attempts) for s in services.store.steps(record.id)}
     assert steps["health"] == ("ok", 2) and steps["code"] == ("ok", 1)  # nothing before it ran again
     assert services.store.lock_for("prod") is None
@@ -323,14 +324,14 @@ def test_the_terminal_asks_before_it_rolls_back(
 
 
 def test_a_push_that_landed_before_a_crash_is_not_pushed_again(incident: Incident, services: Services) -> None:
-    record, plan = flows.propose(services, RollbackRequest(env="prod", requested_by="alice", db="none"))
+    record, plan = lifecycle.propose(services, RollbackRequest(env="prod", requested_by="alice", db="none"))
 
     def earlier_attempt_pushed(event: Event) -> None:
         # The code step's first attempt pushed the revert, then died before the journal said so.
         if isinstance(event, StepStarted) and event.step == "code":
             services.repo("prod").revert_to(deployed=plan.deployed.sha, target=plan.target.sha, message="rollback")
 
-    assert flows.start(services, record.id, actor="carol", reporters=[earlier_attempt_pushed]).status == "succeeded"
+    assert lifecycle.start(services, record.id, actor=Actor("carol", "terminal"), reporters=[earlier_attempt_pushed]).status == "succeeded"
     code = next(s for s in services.store.steps(record.id) if s.name == "code")
     assert "pushed by an earlier attempt" in code.summary
     head = remote_head(incident)
@@ -339,7 +340,7 @@ def test_a_push_that_landed_before_a_crash_is_not_pushed_again(incident: Inciden
 
 
 def test_a_remote_that_moved_under_the_code_step_is_not_overwritten(incident: Incident, services: Services) -> None:
-    record, _ = flows.propose(services, RollbackRequest(env="prod", requested_by="alice", db="none"))
+    record, _ = lifecycle.propose(services, RollbackRequest(env="prod", requested_by="alice", db="none"))
     pushed: list[str] = []
 
     def colleague_pushes(event: Event) -> None:
@@ -354,6 +355,6 @@ def test_a_remote_that_moved_under_the_code_step_is_not_overwritten(incident: In
                 )
             )
 
-    assert flows.start(services, record.id, actor="carol", reporters=[colleague_pushes]).status == "failed"
+    assert lifecycle.start(services, record.id, actor=Actor("carol", "terminal"), reporters=[colleague_pushes]).status == "failed"
     assert remote_head(incident) == pushed[0]
     assert "moved since the plan was made" in (services.store.get_run(record.id).error or "")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bot.backends.base import HealthResult
@@ -88,3 +88,24 @@ def emit(reporters: Sequence[Reporter], event: Event) -> None:
             reporter(event)
         except Exception:
             log.exception("reporter %r failed on %s", reporter, type(event).__name__)
+
+
+# --- events as JSON, for the outbox: a failure or an ending is told as it was when it happened ----------
+
+
+def event_payload(event: StepFailed | RunFinished) -> dict[str, Any]:
+    return asdict(event)
+
+
+def failed_from_payload(data: dict[str, Any]) -> StepFailed:
+    return StepFailed(**{**data, "next_moves": tuple(data.get("next_moves", ()))})
+
+
+def finished_from_payload(data: dict[str, Any]) -> RunFinished:
+    return RunFinished(
+        **{
+            **data,
+            "health": tuple(HealthResult(**row) for row in data.get("health", ())),
+            "checklist": tuple(ChecklistItem(**item) for item in data.get("checklist", ())),
+        }
+    )

@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from bot.artifacts import join_location
 from bot.backends.base import CodeRepo, Commit, Database, HealthSpec
 from bot.config import EnvironmentSettings
 from bot.durations import format_duration
@@ -44,8 +45,10 @@ class DatabasePlan:
     source: str | None = None  # the dump (or snapshot) to restore from
     source_label: str = ""  # how it was chosen, for people
     restore_point_at: str | None = None  # ISO time the restore point was taken
-    pre_dump: str | None = None  # the pre-rollback dump this run will take (path pattern)
+    pre_dump: str | None = None  # the pre-rollback dump this run will take (path or s3:// pattern)
     new_instance: str | None = None  # RDS: the NEW instance the restore creates
+    source_sha256: str | None = None  # the restore point's recorded sha256: checked before it is used
+    source_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,9 @@ class Plan:
         for volatile in ("requested_by", "created_at", "warnings"):
             decided.pop(volatile)
         decided["database"].pop("pre_dump", None)  # its name carries the minute it is taken
+        for unset in ("source_sha256", "source_size"):  # absent before S3 backups: keep older plans' hashes
+            if decided["database"].get(unset) is None:
+                decided["database"].pop(unset, None)
         encoded = json.dumps(decided, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(encoded.encode()).hexdigest()
 
@@ -124,7 +130,7 @@ def make_plan(
     database: Database | None,
     restore_point: RestorePoint | None,
     dump_override: Path | None,
-    backup_dir: Path,
+    backup_dir: Path | str,
 ) -> Plan:
     """Decide everything a rollback of `request.env` would do. Reads; never writes."""
     warnings: list[str] = []
@@ -218,13 +224,14 @@ def _database_plan(
     action: str,
     restore_point: RestorePoint | None,
     dump_override: Path | None,
-    backup_dir: Path,
+    backup_dir: Path | str,
     target: Commit,
     warnings: list[str],
 ) -> DatabasePlan:
     engine = settings.database.engine
     where = database.describe() if database is not None else ""
-    pre_dump = str(backup_dir / request.env / "pre-rollback-YYYYMMDDHHMM.dump") if engine != "none" else None
+    # where the artifact store will keep it: a folder, or s3://bucket/prefix
+    pre_dump = join_location(backup_dir, request.env, "pre-rollback-YYYYMMDDHHMM.dump") if engine != "none" else None
     if action == "none":
         return DatabasePlan(engine=engine, action="none", where=where, pre_dump=pre_dump)
     if action.startswith("rds-"):
@@ -245,12 +252,16 @@ def _database_plan(
             pre_dump=pre_dump,
             new_instance=rds.restore_instance_id,
         )
+    sha256, size = None, None
     if dump_override is not None:
         source, label, taken = str(dump_override), "configured dump", None
     elif restore_point is not None and restore_point.dump_path:
         source = restore_point.dump_path
         label = f"restore point #{restore_point.id} (commit {restore_point.commit_sha[:7]})"
         taken = iso(restore_point.created_at)
+        if restore_point.dump_sha256:  # restore points from before sha256 was recorded are verified instead
+            sha256, size = restore_point.dump_sha256, restore_point.dump_size
+            label = f"restore point #{restore_point.id} (commit {restore_point.commit_sha[:7]}, sha256 {sha256[:12]}…)"
     else:
         raise BadRequest(
             f"no dump to restore {request.env} from",
@@ -269,6 +280,8 @@ def _database_plan(
         source_label=label,
         restore_point_at=taken,
         pre_dump=pre_dump,
+        source_sha256=sha256,
+        source_size=size,
     )
 
 

@@ -1,10 +1,10 @@
-"""execute(run): the steps in order, the journal written after each, events to reporters, lock held.
+"""The executor: runs a run's remaining steps in order, journals each, keeps a heartbeat, emits events.
 
-A run's life: planned → running → succeeded | failed → (retry | skip → running) | aborted.
-A run whose process died mid-step is found with a stale heartbeat and shown as interrupted; it can
-be resumed (the interrupted step is retried: every step is safe to run again) or aborted.
-The environment's lock is taken when a run starts and released only when it ends (succeeded or
-aborted), so a failed run waiting for a decision still keeps everyone else out.
+It never changes a run's status: `bot.engine.lifecycle` does that, from what `execute_steps` returns.
+Every step is safe to run again (the journal says what happened; backends refuse a world that moved),
+so an interrupted step is simply retried. After a crash, `clean_up_after_crash` repairs what a killed
+process can leave behind (a half-done database swap); `discard_leftovers` drops a restore's orphan
+shadow database on abort.
 """
 
 from __future__ import annotations
@@ -13,25 +13,23 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from bot.backends.base import HealthResult
 from bot.engine.checklist import ChecklistItem
 from bot.engine.events import (
     Reporter,
     RunFinished,
-    RunStarted,
     StepFailed,
     StepFinished,
     StepProgress,
     StepStarted,
     emit,
 )
+from bot.engine.outcomes import DatabaseOutcome, DumpOutcome, HealthOutcome
 from bot.engine.plan import Plan
-from bot.engine.steps import STEP_BY_NAME, STEPS, StepContext, StepDef
-from bot.errors import InvalidState, LockHeld, RollbackError
+from bot.engine.run_status import RunView
+from bot.engine.steps import STEPS, StepContext, StepDef
+from bot.errors import InvalidState, RollbackError
 from bot.redact import redact
 from bot.store import RunRecord, StepRecord, now
 
@@ -40,135 +38,45 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_EVERY = timedelta(seconds=20)
-INTERRUPTED_AFTER = timedelta(minutes=2)
-DECISIONS = ("retry", "skip", "abort")
+
+def execute_steps(services: Services, record: RunRecord, reporters: Sequence[Reporter]) -> StepFailed | None:
+    """Run every step not yet done; return the failure that stopped the run, or None when all are done."""
+    return _Executor(services).run(record, reporters)
 
 
-@dataclass(frozen=True)
-class RunView:
-    """A run as people see it, with 'interrupted' derived from a stale heartbeat."""
-
-    record: RunRecord
-    status: str
-    steps: list[StepRecord]
-
-
-def view(services: Services, run_id: str) -> RunView:
-    record = services.store.get_run(run_id)
-    status = record.status
-    if status == "running" and record.heartbeat_at and now() - record.heartbeat_at > INTERRUPTED_AFTER:
-        status = "interrupted"
-    return RunView(record=record, status=status, steps=services.store.steps(run_id))
-
-
-class Runner:
-    """Executes approved plans. Safe to call from several threads or replicas: the store arbitrates."""
-
+class _Executor:
     def __init__(self, services: Services) -> None:
         self.services = services
         self.store = services.store
 
-    def start(self, run_id: str, *, actor: str, reporters: Sequence[Reporter] = ()) -> RunRecord:
-        """Start a planned run. A second call for the same run (double click, retry) does nothing."""
-        record = self.store.get_run(run_id)
-        try:
-            self.store.acquire_lock(record.env, run_id=run_id, holder=record.requested_by)
-        except LockHeld:
-            self.store.transition(
-                run_id, from_=["planned", "approved"], to="refused", error="another rollback holds the lock"
-            )
-            raise
-        if not self.store.transition(
-            run_id, from_=["planned", "approved"], to="running", started_at=now(), heartbeat_at=now()
-        ):
-            # Someone else started it, or it already ended. The lock is this run's to keep only while
-            # it runs or waits for a decision; otherwise we just took it for nothing.
-            current = self.store.get_run(run_id)
-            if current.status not in ("running", "failed"):
-                self.store.release_lock(record.env, run_id=run_id)
-            return current
-        self.store.record(actor=actor, action="run.started", run_id=run_id, env=record.env)
-        plan = Plan.from_dict(record.plan)
-        self.store.init_steps(run_id, [step.name for step in STEPS])
-        emit(
-            reporters,
-            RunStarted(
-                run_id=run_id,
-                env=record.env,
-                actor=actor,
-                steps=tuple((s.name, s.title) for s in STEPS),
-                dry_run=plan.dry_run,
-            ),
-        )
-        return self._continue(run_id, reporters)
-
-    def resume(self, run_id: str, *, decision: str, actor: str, reporters: Sequence[Reporter] = ()) -> RunRecord:
-        """Act on a failed or interrupted run: retry the failed step, skip it, or abort the run."""
-        if decision not in DECISIONS:
-            raise InvalidState(f"unknown decision {decision!r}", hint="retry, skip or abort")
-        current = view(self.services, run_id)
-        if current.status not in ("failed", "interrupted"):
-            raise InvalidState(
-                f"run {run_id} is {current.status}: only a failed or interrupted run can be resumed or aborted"
-            )
-        stuck = next((s for s in current.steps if s.status in ("failed", "running")), None)
-        from_status = ["running"] if current.status == "interrupted" else ["failed"]
-        if decision == "abort":
-            if not self.store.transition(run_id, from_=from_status, to="aborted", finished_at=now()):
-                return self.store.get_run(run_id)
-            self.store.release_lock(current.record.env, run_id=run_id)
-            self.store.record(actor=actor, action="run.aborted", run_id=run_id, env=current.record.env)
-            self._finish_event(run_id, reporters, outcome="aborted")
-            return self.store.get_run(run_id)
-        if stuck is not None and decision == "skip" and not STEP_BY_NAME[stuck.name].skippable:
-            raise InvalidState(
-                f"the {STEP_BY_NAME[stuck.name].title.lower()} step cannot be skipped",
-                hint="retry it or abort the run: nothing destructive happens before it succeeds",
-            )
-        if not self.store.transition(run_id, from_=from_status, to="running", heartbeat_at=now(), error=None):
-            return self.store.get_run(run_id)  # someone else acted first
-        if stuck is not None:
-            if stuck.status == "running":  # interrupted mid-step: we cannot know it finished, so redo it
-                self.store.finish_step(run_id, stuck.name, status="failed", summary="interrupted")
-            if decision == "skip":
-                self.store.skip_step(run_id, stuck.name, summary=f"skipped by {actor} after failure")
-        self.store.record(
-            actor=actor,
-            action=f"run.{decision}",
-            run_id=run_id,
-            env=current.record.env,
-            detail=stuck.name if stuck else "",
-        )
-        return self._continue(run_id, reporters)
-
-    def _continue(self, run_id: str, reporters: Sequence[Reporter]) -> RunRecord:
-        record = self.store.get_run(run_id)
+    def run(self, record: RunRecord, reporters: Sequence[Reporter]) -> StepFailed | None:
         plan = Plan.from_dict(record.plan)
         ctx = self._context(record, plan, reporters)
         stop = threading.Event()
-        beat = threading.Thread(target=self._heartbeat, args=(run_id, stop), name=f"heartbeat-{run_id}", daemon=True)
+        every = self.services.config.settings.bot.heartbeat_timeout.total_seconds() / 4
+        beat = threading.Thread(
+            target=self._heartbeat, args=(record.id, stop, every), name=f"heartbeat-{record.id}", daemon=True
+        )
         beat.start()
         try:
-            journal = {s.name: s for s in self.store.steps(run_id)}
+            journal = {s.name: s for s in self.store.steps(record.id)}
             for position, step in enumerate(STEPS):
                 entry = journal[step.name]
                 if entry.status in ("ok", "skipped"):
                     if entry.status == "ok":
                         ctx.done[step.name] = entry.details
                     continue
-                if not self._run_step(ctx, step, position, reporters):
-                    return self.store.get_run(run_id)
+                failure = self._run_step(ctx, step, position, reporters)
+                if failure is not None:
+                    return failure
         finally:
             stop.set()
             beat.join(timeout=5)
-        if self.store.transition(run_id, from_=["running"], to="succeeded", finished_at=now(), current_step=None):
-            self.store.release_lock(record.env, run_id=run_id)
-            self.store.record(actor="rollback-bot", action="run.succeeded", run_id=run_id, env=record.env)
-            self._finish_event(run_id, reporters, outcome="succeeded")
-        return self.store.get_run(run_id)
+        return None
 
-    def _run_step(self, ctx: StepContext, step: StepDef, position: int, reporters: Sequence[Reporter]) -> bool:
+    def _run_step(
+        self, ctx: StepContext, step: StepDef, position: int, reporters: Sequence[Reporter]
+    ) -> StepFailed | None:
         run_id = ctx.run_id
         if not self.store.claim_step(run_id, step.name):
             raise InvalidState(f"step {step.name} of run {run_id} is already being run elsewhere")
@@ -192,10 +100,10 @@ class Runner:
                 else f"unexpected error: {type(error).__name__}: {error}"
             )
             hint = error.hint if isinstance(error, RollbackError) else "see the bot's log; retry or abort"
-            details: dict[str, Any] = error.details if isinstance(error, RollbackError) else {}
+            earlier = next((s.details for s in self.store.steps(run_id) if s.name == step.name), {})
+            details = {**earlier, **(error.details if isinstance(error, RollbackError) else {})}
             message, hint = redact(message), redact(hint)
             self.store.finish_step(run_id, step.name, status="failed", summary=message, details=details)
-            self.store.transition(run_id, from_=["running"], to="failed", error=f"{step.title}: {message}")
             self.store.record(
                 actor="rollback-bot",
                 action="step.failed",
@@ -203,21 +111,16 @@ class Runner:
                 env=ctx.plan.env,
                 detail=f"{step.name}: {message}",
             )
-            moves = ("retry", "skip", "abort") if step.skippable else ("retry", "abort")
-            emit(
-                reporters,
-                StepFailed(
-                    run_id=run_id,
-                    step=step.name,
-                    title=step.title,
-                    error=message,
-                    hint=hint,
-                    duration_s=time.monotonic() - started,
-                    state=state_of(self.store.steps(run_id), ctx.plan),
-                    next_moves=moves,
-                ),
+            return StepFailed(
+                run_id=run_id,
+                step=step.name,
+                title=step.title,
+                error=message,
+                hint=hint,
+                duration_s=time.monotonic() - started,
+                state=state_of(self.store.steps(run_id), ctx.plan),
+                next_moves=("retry", "skip", "abort") if step.skippable else ("retry", "abort"),
             )
-            return False
         self.store.finish_step(
             run_id, step.name, status=outcome.status, summary=outcome.summary, details=outcome.details
         )
@@ -242,7 +145,7 @@ class Runner:
                 details=outcome.details,
             ),
         )
-        return True
+        return None
 
     def _context(self, record: RunRecord, plan: Plan, reporters: Sequence[Reporter]) -> StepContext:
         services = self.services
@@ -271,48 +174,77 @@ class Runner:
             store=self.store,
             backup_dir=services.config.backup_dir,
             progress=lambda _m: None,
+            artifacts=services.artifacts(),  # the configured folder or S3 bucket for every dump
+            work_dir=services.config.work_dir,
         )
 
-    def _heartbeat(self, run_id: str, stop: threading.Event) -> None:
-        while not stop.wait(HEARTBEAT_EVERY.total_seconds()):
+    def _heartbeat(self, run_id: str, stop: threading.Event, every_s: float) -> None:
+        while not stop.wait(every_s):
             try:
                 self.store.heartbeat(run_id)
             except Exception:
                 log.warning("heartbeat for run %s failed", run_id, exc_info=True)
 
-    def _finish_event(self, run_id: str, reporters: Sequence[Reporter], *, outcome: str) -> None:
-        record = self.store.get_run(run_id)
-        steps = {s.name: s for s in self.store.steps(run_id)}
-        started = record.started_at or record.created_at
-        health_rows = steps["health"].details.get("checks", []) if "health" in steps else []
-        health = tuple(
-            HealthResult(
-                url=row["url"],
-                healthy=row["healthy"],
-                attempts=row["attempts"],
-                last_status=row["status"],
-                last_error=row["error"],
-                latency_ms=row["latency_ms"],
-                expected_status=row["expected"],
-            )
-            for row in health_rows
-        )
-        items = tuple(
-            ChecklistItem(id=item.item_id, phase=item.phase, text=item.text) for item in self.store.checklist(run_id)
-        )
-        emit(
-            reporters,
-            RunFinished(
-                run_id=run_id,
-                env=record.env,
-                outcome=outcome,
-                duration_s=((record.finished_at or now()) - started).total_seconds(),
-                dry_run=record.dry_run,
-                health=health,
-                checklist=items,
-                summary=summary_of(list(steps.values())),
-            ),
-        )
+
+def finish_event(
+    services: Services, run_id: str, reporters: Sequence[Reporter], *, outcome: str, notes: tuple[str, ...] = ()
+) -> None:
+    """Tell the reporters how the run ended: health table, checklist, summary."""
+    store = services.store
+    record = store.get_run(run_id)
+    steps = {s.name: s for s in store.steps(run_id)}
+    started = record.started_at or record.created_at
+    health = HealthOutcome.from_details(steps["health"].details if "health" in steps else {})
+    items = tuple(ChecklistItem(id=item.item_id, phase=item.phase, text=item.text) for item in store.checklist(run_id))
+    emit(
+        reporters,
+        RunFinished(
+            run_id=run_id,
+            env=record.env,
+            outcome=outcome,
+            duration_s=((record.finished_at or now()) - started).total_seconds(),
+            dry_run=record.dry_run,
+            health=tuple(row.result() for row in health.checks),
+            checklist=items,
+            summary="; ".join([summary_of(list(steps.values())), *notes]),
+        ),
+    )
+
+
+def clean_up_after_crash(services: Services, current: RunView) -> list[str]:
+    """After the process running `current` died: repair a half-done swap and drop the orphan shadow."""
+    return _database_leftovers(services, current, repair=True)
+
+
+def discard_leftovers(services: Services, current: RunView) -> list[str]:
+    """On abort: drop what a failed restore left beside the live database (never the live or kept data)."""
+    return _database_leftovers(services, current, repair=False)
+
+
+def _database_leftovers(services: Services, current: RunView, *, repair: bool) -> list[str]:
+    step = next((s for s in current.steps if s.name == "database"), None)
+    if step is None or step.status not in ("running", "failed"):
+        return []
+    shadow = DatabaseOutcome.from_details(step.details).shadow
+    try:
+        database = services.database(current.record.env)
+    except RollbackError as error:
+        return [f"could not open the database to clean up: {error.message}"]
+    if database is None:
+        return []
+    done: list[str] = []
+    try:
+        if repair:
+            done += database.repair_interrupted_swap()
+        if shadow:
+            dropped = database.discard_shadow(shadow)
+            if dropped:
+                done.append(dropped)
+    except RollbackError as error:
+        done.append(f"cleanup incomplete: {error.message}")
+    for line in done:
+        services.store.record(actor="rollback-bot", action="database.cleaned", run_id=current.record.id, detail=line)
+    return done
 
 
 def state_of(steps: list[StepRecord], plan: Plan) -> dict[str, str]:
@@ -339,7 +271,8 @@ def state_of(steps: list[StepRecord], plan: Plan) -> dict[str, str]:
     }
     dump = by_name.get("pre_dump")
     if dump is not None and dump.status == "ok":
-        state["backup"] = f"pre-rollback dump kept: {dump.details.get('path', dump.summary)}"
+        kept = DumpOutcome.from_details(dump.details)
+        state["backup"] = f"pre-rollback dump kept: {kept.location or kept.path or dump.summary}"
     return state
 
 

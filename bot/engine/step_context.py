@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot.artifacts import ArtifactStore, open_artifact_store
 from bot.backends.base import CodeRepo, Database, FlagProvider, HealthChecker, Progress, RdsRestorer
 from bot.config import EnvironmentSettings
 from bot.engine.plan import Plan
@@ -27,9 +28,20 @@ class StepContext:
     rds: RdsRestorer | None
     health: HealthChecker
     store: Store
-    backup_dir: Path
+    backup_dir: Path  # a local folder (the backups themselves, or work_dir when they are in S3)
     progress: Progress
     done: dict[str, dict[str, Any]] = field(default_factory=dict)  # details of finished steps
+    artifacts: ArtifactStore | None = None  # where dumps are kept: [bot] backup_dir, a folder or S3
+    work_dir: Path | None = None  # local scratch: the dump before it is stored, downloads before a restore
+
+    def artifact_store(self) -> ArtifactStore:
+        """The configured store; a context built without one keeps dumps in backup_dir, as before S3."""
+        if self.artifacts is None:
+            self.artifacts = open_artifact_store(str(self.backup_dir))
+        return self.artifacts
+
+    def scratch_dir(self) -> Path:
+        return self.work_dir if self.work_dir is not None else self.backup_dir / ".work"
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,19 @@
 A dump restore is done aside and swapped in by the backend, so a failure leaves the live database
 as it was. An RDS restore creates a NEW instance and never touches the old one: the app must be
 pointed at the new endpoint, which the step reports and the checklist repeats.
+
+Dumps live in the artifact store (a folder or S3): a restore point recorded with a sha256 is fetched
+and checked against it (the safety check, and again by the restore step) before anything uses it, so a
+corrupted or swapped object is refused while everything is still untouched. The pre-rollback dump is
+written to local scratch, verified, then stored, with its location, size and sha256 in the journal.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from bot.artifacts import fetched, is_s3
+from bot.engine.restore_points import dump_and_put
 from bot.engine.step_context import StepContext, StepOutcome, human_size
 from bot.errors import NotSupported, RollbackError
 from bot.store import now
@@ -25,26 +32,11 @@ def database_checks(ctx: StepContext, passed: list[str], failures: list[str]) ->
                 passed.append(f"database answers: {ctx.database.describe()}")
             except RollbackError as error:
                 failures.append(error.message)
-        try:
-            ctx.backup_dir.mkdir(parents=True, exist_ok=True)
-            probe = ctx.backup_dir / ".write-test"
-            probe.write_text("ok")
-            probe.unlink()
-            passed.append(f"backup folder writable: {ctx.backup_dir}")
-        except OSError as error:
-            failures.append(f"cannot write the pre-rollback dump to {ctx.backup_dir}: {error.strerror}")
+        _storage_checks(ctx, passed, failures)
 
     action = plan.database.action
     if action == "dump" and ctx.database is not None:
-        source = Path(plan.database.source or "")
-        if not source.is_file():
-            failures.append(f"the dump to restore from does not exist: {source}")
-        else:
-            try:
-                info = ctx.database.verify(source)
-                passed.append(f"restore source verified: {source.name} ({human_size(info.size_bytes)})")
-            except RollbackError as error:
-                failures.append(f"the dump to restore from is not usable: {error.message}")
+        _restore_source_check(ctx, passed, failures)
     elif action.startswith("rds-"):
         if ctx.rds is None or not plan.database.source or not plan.database.new_instance:
             failures.append(f"{action} needs [environments.{plan.env}.rds] with the source and restore_instance_id")
@@ -66,14 +58,25 @@ def database_checks(ctx: StepContext, passed: list[str], failures: list[str]) ->
 def pre_rollback_dump(ctx: StepContext) -> StepOutcome:
     if ctx.database is None or ctx.plan.database.engine == "none":
         return StepOutcome("skipped", "no database configured")
-    folder = ctx.backup_dir / ctx.plan.env
-    path = _unique(folder / f"pre-rollback-{now():%Y%m%d%H%M}.dump")
+    artifacts = ctx.artifact_store()
+    name = f"{ctx.plan.env}/pre-rollback-{now():%Y%m%d%H%M}.dump"
     if ctx.plan.dry_run:
-        return StepOutcome("skipped", f"dry run: would dump {ctx.database.describe()} to {path}")
-    folder.mkdir(parents=True, exist_ok=True)
-    info = ctx.database.dump(path, progress=ctx.progress)
-    summary = f"{path.name} ({human_size(info.size_bytes)}, {info.entries} entries, verified) in {folder}"
-    return StepOutcome("ok", summary, {"path": str(path), "size_bytes": info.size_bytes, "entries": info.entries})
+        where = artifacts.location_for(name)
+        return StepOutcome("skipped", f"dry run: would dump {ctx.database.describe()} to {where}")
+    # Verified by the backend in scratch before it is stored; stored (and checked there) before it counts.
+    info, stored = dump_and_put(ctx.database, artifacts, ctx.scratch_dir(), name, ctx.progress)
+    summary = (
+        f"{stored.location.rsplit('/', 1)[-1]} ({human_size(stored.size)}, {info.entries} entries, verified, "
+        f"sha256 {stored.sha256[:12]}…) in {stored.location.rsplit('/', 1)[0]}"
+    )
+    details = {
+        "path": stored.location,  # where it is kept: a path, or s3://bucket/key
+        "location": stored.location,
+        "size_bytes": stored.size,
+        "sha256": stored.sha256,
+        "entries": info.entries,
+    }
+    return StepOutcome("ok", summary, details)
 
 
 def database_restore(ctx: StepContext) -> StepOutcome:
@@ -85,14 +88,28 @@ def database_restore(ctx: StepContext) -> StepOutcome:
         return _rds_restore(ctx)
     if action != "dump" or ctx.database is None:
         raise NotSupported(f"database restore {action!r} is not available for engine {plan.database.engine}")
-    source = Path(plan.database.source or "")
+    source = plan.database.source or ""
+    name = source.rsplit("/", 1)[-1]
     if plan.dry_run:
-        return StepOutcome("skipped", f"dry run: would restore {ctx.database.describe()} from {source.name}")
-    result = ctx.database.restore(source, progress=ctx.progress)
+        return StepOutcome("skipped", f"dry run: would restore {ctx.database.describe()} from {name}")
+    if plan.database.source_sha256:
+        # Checked again here, not only in the safety check: the object could have changed since.
+        with fetched(
+            ctx.artifact_store(), source, plan.database.source_sha256, plan.database.source_size, _downloads(ctx)
+        ) as local:
+            result = ctx.database.restore(local, progress=ctx.progress)
+    else:
+        result = ctx.database.restore(Path(source), progress=ctx.progress)
     return StepOutcome(
         "ok",
-        result.summary or f"restored {result.database} from {source.name}; previous data kept as {result.previous}",
-        {"database": result.database, "previous": result.previous, "source": str(source), **result.details},
+        result.summary or f"restored {result.database} from {name}; previous data kept as {result.previous}",
+        {
+            "database": result.database,
+            "previous": result.previous,
+            "source": source,
+            "sha256": plan.database.source_sha256,
+            **result.details,
+        },
     )
 
 
@@ -119,9 +136,54 @@ def _rds_restore(ctx: StepContext) -> StepOutcome:
     )
 
 
-def _unique(path: Path) -> Path:
-    candidate, counter = path, 2
-    while candidate.exists():
-        candidate = path.with_name(f"{path.stem}-{counter}{path.suffix}")
-        counter += 1
-    return candidate
+def _storage_checks(ctx: StepContext, passed: list[str], failures: list[str]) -> None:
+    """Both places the pre-rollback dump passes through: local scratch, then the artifact store."""
+    scratch = ctx.scratch_dir()
+    try:
+        scratch.mkdir(parents=True, exist_ok=True)
+        probe = scratch / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as error:
+        failures.append(f"cannot write the pre-rollback dump to the work folder {scratch}: {error.strerror}")
+    try:
+        passed.append(ctx.artifact_store().check_writable())
+    except RollbackError as error:
+        failures.append(error.message)
+
+
+def _restore_source_check(ctx: StepContext, passed: list[str], failures: list[str]) -> None:
+    assert ctx.database is not None
+    db = ctx.plan.database
+    source = db.source or ""
+    name = source.rsplit("/", 1)[-1]
+    if db.source_sha256:
+        try:
+            # For S3 this downloads (hashing as it streams); the copy is kept in work_dir/downloads for
+            # the restore step, which checks it again before using it. A dry run leaves nothing behind.
+            store, downloads = ctx.artifact_store(), _downloads(ctx)
+            if ctx.plan.dry_run:
+                with fetched(store, source, db.source_sha256, db.source_size, downloads) as path:
+                    size = path.stat().st_size
+            else:
+                size = store.fetch(source, db.source_sha256, db.source_size, downloads).stat().st_size
+            passed.append(f"restore source verified: {name} ({human_size(size)}, sha256 {db.source_sha256[:12]}…)")
+        except RollbackError as error:
+            failures.append(f"the dump to restore from is not usable: {error.message}")
+        return
+    if is_s3(source):
+        failures.append(f"the dump to restore from, {source}, has no recorded sha256 to check it against")
+        return
+    path = Path(source)  # a restore point from before sha256 was recorded, or a configured dump
+    if not path.is_file():
+        failures.append(f"the dump to restore from does not exist: {path}")
+        return
+    try:
+        info = ctx.database.verify(path)
+        passed.append(f"restore source verified: {path.name} ({human_size(info.size_bytes)})")
+    except RollbackError as error:
+        failures.append(f"the dump to restore from is not usable: {error.message}")
+
+
+def _downloads(ctx: StepContext) -> Path:
+    return ctx.scratch_dir() / "downloads"

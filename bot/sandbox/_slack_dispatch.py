@@ -57,6 +57,15 @@ class Dispatcher:
         self._ws = ws
         self._rate_limits: dict[str, deque[int]] = {}
         self._failures: dict[str, deque[tuple[str, int, JSON]]] = {}
+        self._outage: tuple[int, int] | None = None  # (HTTP status, Retry-After) while Slack is "down"
+
+    def go_down(self, *, status: int, retry_after: int) -> None:
+        with self._ws.lock:
+            self._outage = (status, retry_after)
+
+    def come_back(self) -> None:
+        with self._ws.lock:
+            self._outage = None
 
     def rate_limit(self, method: str, *, times: int, retry_after: int) -> None:
         with self._ws.lock:
@@ -102,6 +111,10 @@ class Dispatcher:
         if token != self._ws.token:
             raise ApiError("invalid_auth")
         with self._ws.lock:
+            if self._outage is not None:
+                status, retry_after = self._outage
+                error = "ratelimited" if status == 429 else "service_unavailable"
+                return Reply(status, {"ok": False, "error": error}, {"Retry-After": str(retry_after)})
             limits = self._rate_limits.get(method)
             if limits:
                 retry_after = limits.popleft()

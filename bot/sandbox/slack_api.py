@@ -168,6 +168,13 @@ class SlackApiStandIn:
         """The next `times` calls to `method` get HTTP 429, `Retry-After`, and `ratelimited`."""
         self._dispatcher.rate_limit(method, times=times, retry_after=retry_after)
 
+    def go_down(self, *, status: int = 503, retry_after: int = 1) -> None:
+        """Every Web API call fails (503, or 429 with Retry-After) until `come_back()`: Slack's outage."""
+        self._dispatcher.go_down(status=status, retry_after=retry_after)
+
+    def come_back(self) -> None:
+        self._dispatcher.come_back()
+
     def fail_next(
         self, method: str, error: str, *, times: int = 1, status: int = 200, extra: JSON | None = None
     ) -> None:

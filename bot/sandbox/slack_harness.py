@@ -60,7 +60,7 @@ class SlackWorkspace:
     def stop(self) -> None:
         if self.ctx is not None:
             self.ctx.wait_idle(timeout=60)
-            self.ctx.scheduler.shutdown()
+            self.ctx.shutdown()
         if self._server is not None:
             self._server.close()
             self._server.task_dispatcher.shutdown()  # close() leaves waitress's worker threads running
