@@ -54,6 +54,8 @@ from bot.app import ROLLBACK_WORKERS  # noqa: E402
 from bot.config import load_config  # noqa: E402
 from bot.engine.lifecycle import make_request_plan  # noqa: E402
 from bot.engine.plan import RollbackRequest  # noqa: E402
+from bot.engine.story import run_key  # noqa: E402
+from bot.outbox import Outbox  # noqa: E402
 from bot.sandbox.scenario import Incident, build_incident, drop_databases  # noqa: E402
 from bot.sandbox.slack_api import SlackApiStandIn  # noqa: E402
 from bot.sandbox.slack_harness import INCIDENT, SIGNING_SECRET, SlackWorkspace  # noqa: E402
@@ -382,7 +384,8 @@ def check_plans(
         problems.append(f"{len(new) - len(plans)} other messages in the channel")
     if len(runs) != n:
         problems.append(f"{len(runs)} runs recorded for {n} dry runs")
-    run_ts = [str(r.meta.get("ts", "")) for r in runs]
+    posted = Outbox(services.store)
+    run_ts = [message.ts if (message := posted.message(run_key(r.id))) else "" for r in runs]
     plan_ts = sorted(m.ts for m in plans)
     if sorted(run_ts) != plan_ts:
         problems.append("the recorded runs and the plan messages do not pair up one to one")

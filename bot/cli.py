@@ -311,6 +311,11 @@ def _check_config(explicit: str | None) -> int:
         return EXIT_ERROR
     envs = ", ".join(sorted(loaded.settings.environments))
     print(f"{path}: OK ({len(loaded.settings.environments)} environment(s): {envs})")
+    if loaded.store_url.startswith("sqlite:"):
+        print(
+            "note: the store is SQLite, a file on this machine: run ONE bot replica. Several replicas (and the "
+            'CLI on other machines) must share a PostgreSQL store: [bot] store = "postgresql://…"'
+        )
     return 0
 
 

@@ -2,8 +2,9 @@
 
 Every problem is collected (not just the first) and named by file and key, with what would be right,
 so `rollback-bot check-config` can list them all and nothing downstream ever sees a half-valid config.
-Relative paths (store, backup_dir, repo, dump) are resolved against the config file's folder, so the
-bot behaves the same whatever directory it is started from.
+Relative paths (store, backup_dir, work_dir, repo, dump) are resolved against the config file's folder, so
+the bot behaves the same whatever directory it is started from. `backup_dir` may instead be
+`s3://bucket/prefix`, so a restore point taken on one machine (a CI runner) can be restored on another.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from bot.artifacts.base import backup_location_problem
 from bot.durations import parse_duration
 from bot.errors import ConfigError, ConfigProblem
 
@@ -60,6 +62,14 @@ def _env_var_name(value: str) -> str:
     return value
 
 
+def _backup_location(value: str) -> str:
+    """A folder, or s3://bucket[/prefix] with a bucket name S3 would accept."""
+    problem = backup_location_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
 def _slack_ids(values: list[str]) -> list[str]:
     for value in values:
         if not _SLACK_ID.match(value):
@@ -74,11 +84,15 @@ class ChecklistSettings(_Strict):
 
 class BotSettings(_Strict):
     store: str = "sqlite:///rollback-bot.db"
-    backup_dir: str = "backups"
+    backup_dir: str = "backups"  # a folder, or s3://bucket/prefix (boto3's standard configuration)
+    work_dir: str = "work"  # local scratch: repo clones, dumps before upload, downloads before restore
+    deploy_token_env: str | None = None  # enables POST /hooks/deploy; names the variable holding the token
     incident_channels: str | None = None
     stakeholder_channels: list[str] = Field(default_factory=list)
     stakeholder_update_every: Duration = timedelta(minutes=10)
     plan_expires_after: Duration = timedelta(minutes=15)
+    # A run on another host whose heartbeat is older than this shows as interrupted (same host: at once).
+    heartbeat_timeout: Duration = timedelta(seconds=60)
     checklist: ChecklistSettings = Field(default_factory=ChecklistSettings)
 
     @field_validator("store")
@@ -86,6 +100,16 @@ class BotSettings(_Strict):
     def _store_url(cls, value: str) -> str:
         if not value.startswith(("sqlite:///", "postgresql://", "postgres://", "postgresql+psycopg://")):
             raise ValueError('must be "sqlite:///path.db" or "postgresql://…"')
+        return value
+
+    _check_backup = field_validator("backup_dir")(_backup_location)
+    _check_token_env = field_validator("deploy_token_env")(lambda v: v if v is None else _env_var_name(v))
+
+    @field_validator("work_dir")
+    @classmethod
+    def _local_folder(cls, value: str) -> str:
+        if "://" in value or not value.strip():
+            raise ValueError(f"{value!r} must be a local folder (scratch space on this machine)")
         return value
 
     @field_validator("incident_channels")
@@ -206,8 +230,27 @@ class LoadedConfig:
         return candidate if candidate.is_absolute() else (self.base_dir / candidate).resolve()
 
     @property
+    def backups_in_s3(self) -> bool:
+        return self.settings.bot.backup_dir.startswith("s3://")
+
+    @property
+    def artifact_location(self) -> str:
+        """Where dumps are kept: `s3://bucket/prefix` as configured (no trailing '/'), or an absolute folder."""
+        if self.backups_in_s3:
+            return self.settings.bot.backup_dir.rstrip("/")
+        return str(self.resolve_path(self.settings.bot.backup_dir))
+
+    @property
+    def work_dir(self) -> Path:
+        return self.resolve_path(self.settings.bot.work_dir)
+
+    @property
     def backup_dir(self) -> Path:
-        return self.resolve_path(self.settings.bot.backup_dir)
+        """A local folder for callers that need one: the backup folder itself, or work_dir when backups are in S3.
+
+        New code uses `artifact_location` (where dumps are kept) and `work_dir` (scratch) instead.
+        """
+        return self.work_dir if self.backups_in_s3 else self.resolve_path(self.settings.bot.backup_dir)
 
     @property
     def store_url(self) -> str:
@@ -265,6 +308,16 @@ def environment_problems(config: LoadedConfig) -> list[ConfigProblem]:
     """What is missing from the process environment for this config to run (check-config reports it)."""
     problems: list[ConfigProblem] = []
     file = str(config.path)
+    token_env = config.settings.bot.deploy_token_env
+    if token_env and not os.environ.get(token_env):
+        problems.append(
+            ConfigProblem(
+                file,
+                "bot.deploy_token_env",
+                f"the variable {token_env} is not set in this environment, so POST /hooks/deploy answers 404",
+                f"export {token_env}=<a long random token the deploy pipeline also holds>",
+            )
+        )
     for name, env in config.settings.environments.items():
         if env.database.engine != "none" and not os.environ.get(env.database.url_env):
             problems.append(

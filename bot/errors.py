@@ -133,3 +133,24 @@ class FlagError(RollbackError):
 
 class RdsError(RollbackError):
     """AWS refused or failed an RDS call; says what exists now (e.g. a half-created instance)."""
+
+
+class ArtifactError(RollbackError):
+    """A dump could not be stored in, or read back from, the artifact store (folder or S3)."""
+
+
+class ArtifactCorrupt(ArtifactError):
+    """A stored dump is not the one that was recorded: its sha256 (or size) differs. Nothing was used."""
+
+    def __init__(
+        self, location: str, *, expected_sha256: str, actual_sha256: str, expected_size: int | None, size: int
+    ) -> None:
+        sizes = f"; size {size} bytes, recorded {expected_size}" if expected_size not in (None, size) else ""
+        super().__init__(
+            f"{location} is corrupt: sha256 {actual_sha256[:12]}… does not match the recorded "
+            f"{expected_sha256[:12]}…{sizes}",
+            hint="it was refused before anything changed; restore from another restore point or take a new one",
+        )
+        self.location = location
+        self.expected_sha256 = expected_sha256
+        self.actual_sha256 = actual_sha256

@@ -7,6 +7,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bot.artifacts import ArtifactStore, open_artifact_store
 from bot.backends.base import CodeRepo, Database, FlagProvider, HealthChecker, RdsRestorer
 from bot.backends.databases import open_database
 from bot.backends.flags import open_flag_provider
@@ -26,6 +27,14 @@ class Services:
     health: HealthChecker = field(default_factory=HttpHealthChecker)
     _repos: dict[str, CodeRepo] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _artifacts: ArtifactStore | None = None
+
+    def artifacts(self) -> ArtifactStore:
+        """Where dumps are kept ([bot] backup_dir: a folder or S3); built on first use, boto3 only then."""
+        with self._lock:
+            if self._artifacts is None:
+                self._artifacts = open_artifact_store(self.config.artifact_location)
+            return self._artifacts
 
     def repo(self, env: str) -> CodeRepo:
         settings = self.config.environment(env)
@@ -35,7 +44,7 @@ class Services:
                     repo=self.config.repo_location(settings),
                     remote=settings.remote,
                     branch=settings.branch,
-                    work_dir=self.config.backup_dir / "repos",
+                    work_dir=self.config.work_dir / "repos",
                 )
             return self._repos[env]
 
@@ -90,5 +99,7 @@ def build_services(config_file: str | None = None, *, config: LoadedConfig | Non
                 register_secret(os.environ.get(flag.api_key_env))
     for name in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN"):
         register_secret(os.environ.get(name))
+    if loaded.settings.bot.deploy_token_env:
+        register_secret(os.environ.get(loaded.settings.bot.deploy_token_env))
     register_secret(loaded.store_url)
     return Services(config=loaded, store=Store(loaded.store_url))

@@ -182,3 +182,77 @@ def test_rollback_config_variable_is_honoured(
     monkeypatch.setenv("ROLLBACK_CONFIG", str(write(tmp_path, "[environments.staging]\nrepo='x'\n")))
     assert main(["check-config"]) == 0
     assert "staging" in capsys.readouterr().out
+
+
+# --- backups any machine can reach (a folder or S3), the work folder, the deploy hook's token -----------
+
+
+def test_backup_dir_may_be_s3_and_work_dir_is_local_scratch_beside_the_config(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, GOOD))
+    assert config.artifact_location == str(tmp_path / "backups") and not config.backups_in_s3
+    assert config.work_dir == tmp_path / "work"  # the default: beside the config
+    assert config.settings.bot.deploy_token_env is None  # the deploy hook is off unless asked for
+
+    text = GOOD.replace(
+        'backup_dir = "backups"',
+        'backup_dir = "s3://acme-rollback.dumps/prod-db/"\nwork_dir = "/var/tmp/rb"\n'
+        'deploy_token_env = "ROLLBACK_DEPLOY_TOKEN"',
+    )
+    config = load_config(write(tmp_path, text))
+    assert config.backups_in_s3 and config.artifact_location == "s3://acme-rollback.dumps/prod-db"
+    assert config.work_dir == Path("/var/tmp/rb")
+    assert config.backup_dir == Path("/var/tmp/rb")  # callers that need a folder get local scratch
+    assert config.settings.bot.deploy_token_env == "ROLLBACK_DEPLOY_TOKEN"
+    bucket_only = load_config(write(tmp_path, GOOD.replace('backup_dir = "backups"', 'backup_dir = "s3://dumps"')))
+    assert bucket_only.artifact_location == "s3://dumps"
+
+
+@pytest.mark.parametrize(
+    ("line", "key", "words"),
+    [
+        ('backup_dir = "s3://Acme_Dumps/prefix"', "bot.backup_dir", "lowercase letters, digits"),
+        ('backup_dir = "s3://ab"', "bot.backup_dir", "3 to 63 characters"),
+        ('backup_dir = "s3:///prefix"', "bot.backup_dir", "bucket name '' is missing"),
+        ('backup_dir = "s3://192.168.1.10/x"', "bot.backup_dir", "IP address"),
+        ('backup_dir = "s3://my..bucket"', "bot.backup_dir", "'..'"),
+        ('backup_dir = "s3://bucket//double"', "bot.backup_dir", "empty path segment"),
+        ('backup_dir = "gs://bucket/prefix"', "bot.backup_dir", "neither a folder nor an s3://bucket/prefix"),
+        ('work_dir = "s3://bucket/scratch"', "bot.work_dir", "must be a local folder"),
+        ('deploy_token_env = "tok_3f9a8b7c-live"', "bot.deploy_token_env", "NAME of an environment variable"),
+        ('deploy_token_env = "Bearer abc.def"', "bot.deploy_token_env", "never the secret"),
+    ],
+)
+def test_bad_backup_work_and_token_keys_are_named(tmp_path: Path, line: str, key: str, words: str) -> None:
+    text = GOOD.replace(
+        'backup_dir = "backups"', line if line.startswith("backup_dir") else f'backup_dir = "backups"\n{line}'
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text))
+    assert [p.key for p in caught.value.problems] == [key]
+    assert words in str(caught.value.problems[0])
+
+
+def test_check_config_names_an_unset_deploy_token_variable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://app:pw@127.0.0.1/app")
+    monkeypatch.setenv("LD_API_KEY", "api-key-1234")
+    monkeypatch.delenv("RB_DEPLOY_TOKEN", raising=False)
+    text = GOOD.replace('backup_dir = "backups"', 'backup_dir = "backups"\ndeploy_token_env = "RB_DEPLOY_TOKEN"')
+    assert main(["check-config", "--config", str(write(tmp_path, text))]) == 2
+    assert "bot.deploy_token_env: the variable RB_DEPLOY_TOKEN is not set" in capsys.readouterr().err
+    monkeypatch.setenv("RB_DEPLOY_TOKEN", "a-long-random-token")
+    assert main(["check-config", "--config", str(write(tmp_path, text))]) == 0
+
+
+def test_check_config_says_a_sqlite_store_means_one_replica(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://app:pw@127.0.0.1/app")
+    monkeypatch.setenv("LD_API_KEY", "api-key-1234")
+    assert main(["check-config", "--config", str(write(tmp_path, GOOD))]) == 0
+    assert "run ONE bot replica" in capsys.readouterr().out
+    shared = GOOD.replace('store = "sqlite:///state/rollback-bot.db"', 'store = "postgresql://bot@127.0.0.1/rollback"')
+    assert shared != GOOD
+    assert main(["check-config", "--config", str(write(tmp_path, shared))]) == 0
+    assert "replica" not in capsys.readouterr().out

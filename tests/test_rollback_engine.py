@@ -14,8 +14,8 @@ import pytest
 
 from bot.cli import main
 from bot.engine import lifecycle
-from bot.engine.lifecycle import Actor
 from bot.engine.events import Event, StepStarted
+from bot.engine.lifecycle import Actor
 from bot.engine.plan import RollbackRequest
 from bot.errors import LockHeld
 from bot.sandbox.repo import add_reject_hook, git, push_commit_elsewhere
@@ -208,7 +208,9 @@ def test_two_starts_of_one_run_run_it_once(incident: Incident, services: Service
         t.join()
     assert "succeeded" in results
     assert [s.attempts for s in services.store.steps(record.id)] == [1] * 7
-    assert lifecycle.start(services, record.id, actor=Actor("carol", "terminal")).status == "succeeded"  # a late third click
+    assert (
+        lifecycle.start(services, record.id, actor=Actor("carol", "terminal")).status == "succeeded"
+    )  # a late third click
     assert services.store.lock_for("prod") is None  # …does not leave the environment locked
     assert (
         git(
@@ -227,7 +229,9 @@ def test_failed_health_checks_can_be_retried_once_the_app_recovers(incident: Inc
     assert lifecycle.start(services, record.id, actor=Actor("carol", "terminal")).status == "failed"
     assert services.store.get_run(record.id).current_step == "health"
     incident.health.status = 200
-    assert lifecycle.resume(services, record.id, decision="retry", actor=Actor("carol", "terminal")).status == "succeeded"
+    assert (
+        lifecycle.resume(services, record.id, decision="retry", actor=Actor("carol", "terminal")).status == "succeeded"
+    )
     steps = {s.name: (s.status, s.attempts) for s in services.store.steps(record.id)}
     assert steps["health"] == ("ok", 2) and steps["code"] == ("ok", 1)  # nothing before it ran again
     assert services.store.lock_for("prod") is None
@@ -331,7 +335,12 @@ def test_a_push_that_landed_before_a_crash_is_not_pushed_again(incident: Inciden
         if isinstance(event, StepStarted) and event.step == "code":
             services.repo("prod").revert_to(deployed=plan.deployed.sha, target=plan.target.sha, message="rollback")
 
-    assert lifecycle.start(services, record.id, actor=Actor("carol", "terminal"), reporters=[earlier_attempt_pushed]).status == "succeeded"
+    assert (
+        lifecycle.start(
+            services, record.id, actor=Actor("carol", "terminal"), reporters=[earlier_attempt_pushed]
+        ).status
+        == "succeeded"
+    )
     code = next(s for s in services.store.steps(record.id) if s.name == "code")
     assert "pushed by an earlier attempt" in code.summary
     head = remote_head(incident)
@@ -355,6 +364,9 @@ def test_a_remote_that_moved_under_the_code_step_is_not_overwritten(incident: In
                 )
             )
 
-    assert lifecycle.start(services, record.id, actor=Actor("carol", "terminal"), reporters=[colleague_pushes]).status == "failed"
+    assert (
+        lifecycle.start(services, record.id, actor=Actor("carol", "terminal"), reporters=[colleague_pushes]).status
+        == "failed"
+    )
     assert remote_head(incident) == pushed[0]
     assert "moved since the plan was made" in (services.store.get_run(record.id).error or "")

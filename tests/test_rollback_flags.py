@@ -8,8 +8,8 @@ import pytest
 
 from bot.cli import main
 from bot.engine import lifecycle
-from bot.engine.lifecycle import Actor
 from bot.engine.events import Event, StepProgress
+from bot.engine.lifecycle import Actor
 from bot.engine.plan import RollbackRequest
 from bot.sandbox.flag_servers import LaunchDarklyServer, UnleashServer
 from bot.sandbox.scenario import Incident
@@ -103,14 +103,18 @@ def test_a_vendor_failure_half_way_says_which_flags_are_off_and_retry_finishes(
             launchdarkly.fail_next(3, 503)  # every try (first + two retries) for the next flag fails
 
     record, _ = lifecycle.propose(services, RollbackRequest(env="prod", requested_by="alice", db="none"))
-    done = lifecycle.start(services, record.id, actor=Actor("carol", "terminal"), reporters=[vendor_breaks_after_the_first_flag])
+    done = lifecycle.start(
+        services, record.id, actor=Actor("carol", "terminal"), reporters=[vendor_breaks_after_the_first_flag]
+    )
     assert done.status == "failed" and done.current_step == "flags"
     assert "could not turn off new-pricing" in (done.error or "")
     failed = next(s for s in services.store.steps(record.id) if s.name == "flags")
     assert failed.details["before"]  # what to put back is in the journal
     assert not launchdarkly.flag_on("new-checkout") and launchdarkly.flag_on("new-pricing")
 
-    assert lifecycle.resume(services, record.id, decision="retry", actor=Actor("carol", "terminal")).status == "succeeded"
+    assert (
+        lifecycle.resume(services, record.id, decision="retry", actor=Actor("carol", "terminal")).status == "succeeded"
+    )
     assert not launchdarkly.flag_on("new-pricing")
     lines = lifecycle.undo_flags(services, record.id, actor=Actor("carol", "terminal"))
     assert len(lines) == 2 and launchdarkly.flag_on("new-checkout") and launchdarkly.flag_on("new-pricing")

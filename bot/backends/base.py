@@ -130,10 +130,38 @@ class Database(Protocol):
         """Check a dump file is complete and readable; raise DumpFailed otherwise."""
         ...
 
-    def restore(self, source: Path, *, progress: Progress = no_progress) -> RestoreResult:
+    def shadow_name(self, tag: str) -> str:
+        """The name restore(…, shadow=…) will restore aside into, derived only from `tag`.
+
+        `tag` is 1 to 32 letters or digits (the engine uses 8 hex characters of the run id); the
+        result fits the server's name limit. Pure: it touches nothing, so the engine can journal it
+        before the restore starts and find the leftover after a crash.
+        """
+        ...
+
+    def restore(self, source: Path, *, progress: Progress = no_progress, shadow: str | None = None) -> RestoreResult:
         """Make the live database equal to `source`.
 
         Must leave the live database untouched if the restore fails (restore aside, then swap).
+        With `shadow` (a shadow_name()), restores aside into exactly that name, dropping first a
+        leftover of an interrupted attempt; any other name is refused with a DatabaseError.
+        """
+        ...
+
+    def discard_shadow(self, shadow: str) -> str | None:
+        """Drop a leftover shadow (stopping whatever still writes into it); say what was dropped.
+
+        Returns one sentence ("dropped the leftover shadow database app_rb_shadow_ab12cd34 (1.2 GB)"),
+        or None if there was nothing to drop. Refuses (DatabaseError, nothing changed) any name that
+        is not a shadow name of this database: never the live database, never a kept copy.
+        """
+        ...
+
+    def repair_interrupted_swap(self) -> list[str]:
+        """Make the live database usable again after a crash at any moment of a restore's swap.
+
+        Returns one sentence per repair made ([] if nothing needed one). Safe to call at any time and
+        more than once; it never drops data (leftover shadows are discard_shadow's business).
         """
         ...
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import re
 import signal
 import subprocess
 import threading
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import IO
 
 from bot.backends.base import Progress
-from bot.errors import DumpFailed, ToolMissing
+from bot.errors import DatabaseError, DumpFailed, ToolMissing
 from bot.redact import redact
 
 log = logging.getLogger(__name__)
@@ -200,6 +201,56 @@ def fit_name(base: str, suffix: str, *, max_bytes: int) -> str:
     room = max_bytes - len(suffix.encode())
     cut = base.encode()[: max(room, 0)].decode("utf-8", "ignore")  # never split a character
     return cut + suffix
+
+
+SHADOW_MARK = "_rb_shadow_"
+_TAG = re.compile(r"[A-Za-z0-9]{1,32}")
+# What follows the mark in a shadow name: a tag, or (restores not given a name) a UTC stamp with _2, _3, …
+_SHADOW_TAIL = re.compile(r"[A-Za-z0-9]{1,32}(?:_[0-9]{1,4})?")
+
+
+def shadow_name_for(live: str, tag: str, *, max_bytes: int, mark: str = SHADOW_MARK) -> str:
+    """`<live>_rb_shadow_<tag>`, the live name cut so the whole fits the engine's limit.
+
+    Letters and digits only: the name must survive every quoting rule and read the same in a journal.
+    """
+    if not _TAG.fullmatch(tag):
+        raise DatabaseError(
+            f"{redact(tag)!r} cannot tag a shadow name: use 1 to 32 letters or digits",
+            hint="derive the tag from the run id, e.g. its first 8 hex characters",
+        )
+    return fit_name(live, mark + tag, max_bytes=max_bytes)
+
+
+def is_shadow_name(live: str, name: str, *, max_bytes: int, mark: str = SHADOW_MARK) -> bool:
+    """Whether `name` is one that shadow_name_for (or a restore's own stamp) gives for `live`.
+
+    Exact reconstruction rather than a pattern, so that neither the live name nor a kept
+    `_before_rollback_` copy (nor another application's database) can ever pass for a shadow.
+    """
+    _, found, tail = name.rpartition(mark)
+    if not found or not _SHADOW_TAIL.fullmatch(tail) or name == live:
+        return False
+    return fit_name(live, mark + tail, max_bytes=max_bytes) == name
+
+
+def refuse_unless_shadow(
+    live: str,
+    name: str,
+    *,
+    max_bytes: int,
+    action: str,
+    error: type[DatabaseError] = DatabaseError,
+    mark: str = SHADOW_MARK,
+    shown: str = "",
+) -> None:
+    """Raise `error` (nothing is changed) unless `name` is a shadow name of `live`."""
+    if not is_shadow_name(live, name, max_bytes=max_bytes, mark=mark):
+        raise error(
+            f"refused to {action} {redact(shown or name)!r}: it is not a shadow name of {redact(live)}"
+            " (the live database and kept before_rollback copies are never touched this way); nothing was changed",
+            hint=f"pass the name shadow_name() gave for this run (it ends in {mark}<tag>)",
+        )
 
 
 def partial_path(dest: Path) -> Path:

@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import pymysql
 
 from bot.backends import mysql_objects as objs
+from bot.backends import mysql_repair as repair
 from bot.backends.base import DumpInfo, Progress, RestoreResult, no_progress
 from bot.backends.dbtools import (
     DEFAULT_TOOL_TIMEOUT_S,
@@ -33,7 +34,9 @@ from bot.backends.dbtools import (
     one_line,
     prepare_dest,
     publish,
+    refuse_unless_shadow,
     run_tool,
+    shadow_name_for,
     stamp,
     tool_env,
 )
@@ -170,11 +173,16 @@ class MySQLDatabase:
     def verify(self, path: Path) -> DumpInfo:
         return self._verify(Path(path).absolute())
 
-    def restore(self, source: Path, *, progress: Progress = no_progress) -> RestoreResult:
+    def shadow_name(self, tag: str) -> str:
+        return shadow_name_for(self.name, tag, max_bytes=NAME_MAX)
+
+    def restore(self, source: Path, *, progress: Progress = no_progress, shadow: str | None = None) -> RestoreResult:
         say = Reporter(progress)
         started = time.monotonic()
         source = Path(source).absolute()
         untouched = f"the live database {self.name} was not touched"
+        if shadow is not None:
+            refuse_unless_shadow(self.name, shadow, max_bytes=NAME_MAX, action="restore into", error=RestoreFailed)
         say.say(f"checking {source.name}")
         try:
             checked = self._verify(source)
@@ -193,7 +201,14 @@ class MySQLDatabase:
                     hint="check the environment's DATABASE_URL names the right database",
                 )
             cs, collation = str(charset[0][0]), str(charset[0][1])
-            shadow = self._free_name(conn, f"_rb_shadow_{stamp(seconds=True)}")
+            # A switch cut short earlier must be settled first, or its missing views would be "kept" missing.
+            for repaired in repair.repair_swap(conn, self.name, timeout_s=self.swap_timeout_s):
+                say.say(repaired)
+            if shadow is None:
+                shadow = self._free_name(conn, f"_rb_shadow_{stamp(seconds=True)}")
+            elif objs.schema_exists(conn, shadow):  # left by an interrupted attempt of this same run
+                say.say(f"dropping the shadow database {shadow} left by an interrupted attempt")
+                repair.discard(conn, shadow, timeout_s=self.swap_timeout_s)
             say.say(f"creating shadow database {shadow}")
             try:
                 objs.run(conn, objs.create_database(shadow, cs, collation))
@@ -226,6 +241,15 @@ class MySQLDatabase:
         if warnings:
             details["warnings"] = redact("; ".join(warnings))
         return RestoreResult(database=self.name, previous=kept, summary=summary, details=details)
+
+    def discard_shadow(self, shadow: str) -> str | None:
+        refuse_unless_shadow(self.name, shadow, max_bytes=NAME_MAX, action="drop")
+        with self._admin(f"the shadow database {shadow} may still exist") as conn:
+            return repair.discard(conn, shadow, timeout_s=self.swap_timeout_s)
+
+    def repair_interrupted_swap(self) -> list[str]:
+        with self._admin(f"the live database {self.name} may still miss views or triggers") as conn:
+            return repair.repair_swap(conn, self.name, timeout_s=self.swap_timeout_s)
 
     # --- helpers for tests, the demo and the engine ---------------------------------------------
 
@@ -371,7 +395,9 @@ class MySQLDatabase:
                 say.maybe(f"restoring into {shadow}: {percent}% of {human_size(size)}, {elapsed} so far")
 
             say.say(f"restoring {source.name} into {shadow} ({human_size(size)})")
-            args = ["mysql", f"--defaults-extra-file={defaults}", "--batch", f"--database={shadow}"]
+            # --skip-reconnect: orphaned by a crash and cut off by discard_shadow, the client must end,
+            # not reconnect to the shadow's name (a retried restore may have created it afresh).
+            args = ["mysql", f"--defaults-extra-file={defaults}", "--batch", "--skip-reconnect", f"--database={shadow}"]
             run = run_tool(args, env=tool_env({}), timeout_s=self.tool_timeout_s, stdin=dump, on_tick=on_tick)
             where = f"{100 * os.lseek(dump.fileno(), 0, os.SEEK_CUR) // max(size, 1)}% into the dump"
         if not run.ok:

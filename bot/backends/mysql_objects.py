@@ -12,15 +12,21 @@ object cannot ride along and are recreated from their own SHOW CREATE text inste
   so that they do not run against the kept copy.
 Routine-level GRANTs (GRANT EXECUTE ON PROCEDURE …) are not recreated; database- and table-level
 grants are by name and so keep applying to the live database.
+
+Because the live views and triggers are dropped before the RENAME, and their definitions would
+otherwise live only in the bot's memory, the swap first writes a journal (every definition, both
+table lists, and whether the RENAME happened) into a table of the kept database, and drops it last.
+After a crash mysql_repair reads it to put the live database back, or to finish the switch.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import pymysql
@@ -57,6 +63,9 @@ class Objects:
 
     def count(self) -> int:
         return len(self.views) + len(self.triggers) + len(self.routines) + len(self.events)
+
+
+JOURNAL = "rollback_bot_swap_journal"  # a table of the kept database while a swap is under way
 
 
 def q(name: str) -> str:
@@ -245,6 +254,49 @@ def kill_sessions(conn: Any, dbs: list[str], *, timeout_s: float) -> int:
     return len(killed)
 
 
+def pct(name: str) -> str:
+    """An identifier for a statement run with parameters (pymysql would read a '%' in it as one)."""
+    return q(name).replace("%", "%%")
+
+
+@dataclass(frozen=True)
+class Journal:
+    """What a swap needs to be undone or finished by someone who was not there."""
+
+    live: str
+    shadow: str
+    kept: str
+    live_tables: list[str]
+    new_tables: list[str]
+    old: Objects
+    new: Objects
+    renamed: bool = False
+
+    def to_bytes(self) -> bytes:
+        # ensure_ascii: a definition that is not valid UTF-8 still round-trips, escaped.
+        return json.dumps(asdict(self)).encode("ascii")
+
+    @staticmethod
+    def from_bytes(raw: bytes) -> Journal:
+        data = json.loads(raw)
+
+        def objects(d: dict[str, list[dict[str, Any]]]) -> Objects:
+            return Objects(**{k: [SchemaObject(**o) for o in v] for k, v in d.items()})
+
+        return Journal(**{**data, "old": objects(data["old"]), "new": objects(data["new"])})
+
+
+def write_journal(conn: Any, journal: Journal) -> None:
+    table = f"{pct(journal.kept)}.{q(JOURNAL)}"
+    run(conn, f"CREATE TABLE {table} (id INT PRIMARY KEY, renamed BOOL NOT NULL, body LONGBLOB NOT NULL) ENGINE=InnoDB")
+    run(conn, f"INSERT INTO {table} VALUES (1, 0, %s)", (journal.to_bytes(),))
+
+
+def read_journal(conn: Any, kept: str) -> Journal:
+    row = rows(conn, f"SELECT renamed, body FROM {q(kept)}.{q(JOURNAL)} WHERE id = 1")[0]
+    return replace(Journal.from_bytes(bytes(row[1])), renamed=bool(row[0]))
+
+
 def rename_statement(*, live: str, kept: str, shadow: str, live_tables: list[str], new_tables: list[str]) -> str:
     moves = [f"{q(live)}.{q(t)} TO {q(kept)}.{q(t)}" for t in live_tables]
     moves += [f"{q(shadow)}.{q(t)} TO {q(live)}.{q(t)}" for t in new_tables]
@@ -272,7 +324,13 @@ def swap_in(
         old = capture(conn, live)
         drop(conn, shadow, new.views + new.triggers)
         live_tables, new_tables = tables(conn, live), tables(conn, shadow)
+        if JOURNAL in live_tables:
+            raise RestoreFailed(
+                f"{live} has a table named {JOURNAL}, the name the switch journals under; {untouched}",
+                hint="rename that table, then retry",
+            )
         run(conn, create_database(kept, *charset))
+        write_journal(conn, Journal(live, shadow, kept, live_tables, new_tables, old, new))
         say(f"switching: closing connections to {live}")
         killed = kill_sessions(conn, [live, shadow], timeout_s=timeout_s)
         run(conn, "SET SESSION lock_wait_timeout = %s", (max(1, int(timeout_s)),))
@@ -288,6 +346,8 @@ def swap_in(
                 live=live, kept=kept, shadow=shadow, live_tables=live_tables, new_tables=new_tables
             )
             run(conn, statement)  # atomic: every table moves, or none does
+        with suppress(pymysql.MySQLError):  # only a shortcut: repair also sees where the tables are
+            run(conn, f"UPDATE {q(kept)}.{q(JOURNAL)} SET renamed = 1")
     except pymysql.MySQLError as exc:
         raise RestoreFailed(
             f"could not switch {live} to the restored data: {one_line(exc)}; {_undo(conn, live, old, kept)};"
@@ -302,6 +362,7 @@ def swap_in(
         leftovers = old.routines + old.views + old.triggers + old.events
         warnings = [f"not copied to {kept}: {f}" for f in create(conn, kept, leftovers, disable_events=True)]
         run(conn, f"DROP DATABASE IF EXISTS {q(shadow)}")
+        run(conn, f"DROP TABLE IF EXISTS {q(kept)}.{q(JOURNAL)}")  # last: until here a repair can finish
     except pymysql.MySQLError as exc:
         failed = [one_line(exc)]
     if failed:

@@ -4,6 +4,12 @@ A restore goes into a fresh shadow database beside the live one; only when pg_re
 without error are the two swapped by renaming, in one transaction, so the application's DATABASE_URL
 names the restored data and the previous data is kept under `<name>_before_rollback_<UTC stamp>`.
 The password travels to tools in PGPASSWORD and never on a command line or in a message.
+
+Before the rename the live database is closed to new connections (ALLOW_CONNECTIONS false) and its
+sessions are terminated. If the bot dies in that window (kill -9, host crash), the live database keeps
+its old data but refuses connections; repair_interrupted_swap(), which the engine calls when it resumes
+or aborts an interrupted run, opens it again, and discard_shadow() drops the half-restored shadow even
+while an orphaned pg_restore still writes into it. postgres_repair explains every state a crash can leave.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 
 from bot.backends import postgres_admin as admin
+from bot.backends import postgres_repair as repair
 from bot.backends.base import DumpInfo, Progress, RestoreResult, no_progress
 from bot.backends.dbtools import (
     DEFAULT_TOOL_TIMEOUT_S,
@@ -34,7 +41,9 @@ from bot.backends.dbtools import (
     one_line,
     prepare_dest,
     publish,
+    refuse_unless_shadow,
     run_tool,
+    shadow_name_for,
     stamp,
     tool_env,
 )
@@ -155,11 +164,18 @@ class PostgresDatabase:
     def verify(self, path: Path) -> DumpInfo:
         return self._verify(Path(path).absolute(), deep=self.verify_data)
 
-    def restore(self, source: Path, *, progress: Progress = no_progress) -> RestoreResult:
+    def shadow_name(self, tag: str) -> str:
+        return shadow_name_for(self.name, tag, max_bytes=admin.PG_NAME_MAX)
+
+    def restore(self, source: Path, *, progress: Progress = no_progress, shadow: str | None = None) -> RestoreResult:
         say = Reporter(progress)
         started = time.monotonic()
         source = Path(source).absolute()
         untouched = f"the live database {self.name} was not touched"
+        if shadow is not None:
+            refuse_unless_shadow(
+                self.name, shadow, max_bytes=admin.PG_NAME_MAX, action="restore into", error=RestoreFailed
+            )
         say.say(f"checking {source.name}")
         try:
             toc = self._toc(source)
@@ -174,7 +190,11 @@ class PostgresDatabase:
                     hint="check the environment's DATABASE_URL names the right database",
                 )
             no_owner, owner_note = self._ownership(conn, toc)
-            shadow = admin.free_name(conn, self.name, f"_rb_shadow_{stamp(seconds=True)}")
+            if shadow is None:
+                shadow = admin.free_name(conn, self.name, f"_rb_shadow_{stamp(seconds=True)}")
+            elif admin.exists(conn, shadow):  # left by an interrupted attempt of this same run
+                say.say(f"dropping the shadow database {shadow} left by an interrupted attempt")
+                repair.drop_shadow(conn, shadow)
             say.say(f"creating shadow database {shadow}")
             try:
                 warnings = admin.create_shadow(conn, shadow, live)
@@ -213,6 +233,15 @@ class PostgresDatabase:
         if warnings:
             details["warnings"] = redact("; ".join(warnings))
         return RestoreResult(database=self.name, previous=kept, summary=summary, details=details)
+
+    def discard_shadow(self, shadow: str) -> str | None:
+        refuse_unless_shadow(self.name, shadow, max_bytes=admin.PG_NAME_MAX, action="drop")
+        with self._admin(f"the shadow database {shadow} may still exist") as conn:
+            return repair.discard(conn, shadow)
+
+    def repair_interrupted_swap(self) -> list[str]:
+        with self._admin(f"the live database {self.name} may still refuse connections") as conn:
+            return repair.repair_swap(conn, self.name)
 
     # --- helpers for tests, the demo and the engine ---------------------------------------------
 

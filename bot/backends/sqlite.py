@@ -9,10 +9,19 @@ visible to every open connection at commit, and rolled back by SQLite itself if 
 The previous data is saved as `<file>.before_rollback_<UTC stamp>` from inside that same transaction
 (right after it has taken the write lock, before anything is committed), so no write can fall
 between the saved copy and the restore.
+
+A crash (kill -9) mid-restore can leave: the staged copy of the dump (`.<file>.rb_restore_<tag>`, the
+"shadow", which discard_shadow deletes); an uncommitted restore transaction, which SQLite rolls back
+from the -journal on the next open (or ignores, in WAL mode) and repair_interrupted_swap makes happen at
+once; and the saved copy still named `.partial`. That copy is complete whenever the live file's pages
+may have been replaced (it is written before the first one is), so repair keeps it under its final
+name; an incomplete one proves the restore never got that far, and is deleted.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import sqlite3
 import time
@@ -32,12 +41,16 @@ from bot.backends.dbtools import (
     one_line,
     partial_path,
     publish,
+    refuse_unless_shadow,
+    shadow_name_for,
     stamp,
 )
 from bot.errors import DatabaseError, DumpFailed, RestoreFailed
 
 _HEADER = b"SQLite format 3\x00"
 _OK, _BUSY, _LOCKED, _DONE = 0, 5, 6, 101  # sqlite3_backup_step() result codes
+_STAGE_MARK = ".rb_restore_"
+_FILE_NAME_MAX = 255  # bytes in a file name on every filesystem a bot would run on
 
 
 class SQLiteDatabase:
@@ -113,11 +126,18 @@ class SQLiteDatabase:
     def verify(self, path: Path) -> DumpInfo:
         return self._verify(Path(path).absolute())
 
-    def restore(self, source: Path, *, progress: Progress = no_progress) -> RestoreResult:
+    def shadow_name(self, tag: str) -> str:
+        """The staged copy of the dump beside the live file (hidden, so nobody takes it for a database)."""
+        return str(
+            self.path.with_name(shadow_name_for(f".{self.name}", tag, max_bytes=_FILE_NAME_MAX, mark=_STAGE_MARK))
+        )
+
+    def restore(self, source: Path, *, progress: Progress = no_progress, shadow: str | None = None) -> RestoreResult:
         say = Reporter(progress)
         started = time.monotonic()
         source = Path(source).absolute()
         untouched = f"the live database {self.path} was not touched"
+        staged = None if shadow is None else self._shadow_path(shadow, action="restore into", error=RestoreFailed)
         if not self.path.is_file():
             raise RestoreFailed(
                 f"the live database file {self.path} does not exist; nothing was restored",
@@ -125,7 +145,11 @@ class SQLiteDatabase:
             )
         say.say(f"checking {source.name}")
         # The copy beside the live file is what gets restored, so the source may change or vanish meanwhile.
-        staged = self.path.with_name(f".{self.name}.rb_restore_{stamp(seconds=True)}")
+        if staged is None:
+            staged = self.path.with_name(f".{self.name}{_STAGE_MARK}{stamp(seconds=True)}")
+        elif staged.exists():
+            say.say(f"deleting the staged copy {staged.name} left by an interrupted attempt")
+            staged.unlink()
         kept = self._free_kept_name()
         kept_partial = partial_path(kept)
         try:
@@ -168,6 +192,36 @@ class SQLiteDatabase:
         }
         return RestoreResult(database=str(self.path), previous=str(kept), summary=summary, details=details)
 
+    def discard_shadow(self, shadow: str) -> str | None:
+        path = self._shadow_path(shadow, action="delete")
+        try:
+            size = path.stat().st_size
+            path.unlink()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise DatabaseError(f"could not delete the leftover staged copy {path}: {exc.strerror}") from None
+        return f"deleted the leftover staged copy {path.name} ({human_size(size)})"
+
+    def repair_interrupted_swap(self) -> list[str]:
+        said: list[str] = []
+        pattern = re.compile(re.escape(self.name) + r"\.before_rollback_[0-9]{12}(_[0-9]+)?\.partial")
+        for partial in sorted(p for p in self.path.parent.glob(f"{glob_escape(self.name)}.before_rollback_*.partial")):
+            if pattern.fullmatch(partial.name):
+                said.append(self._settle_kept(partial))
+        journal = self.path.with_name(self.name + "-journal")
+        if self.path.is_file() and journal.is_file() and journal.stat().st_size > 0:
+            # A hot journal is rolled back by the first connection that may write; do it now rather
+            # than leave it to whichever app (or read-only reporting job) opens the file first.
+            try:
+                with closing(sqlite3.connect(f"file:{quote(str(self.path))}?mode=rw", uri=True, timeout=5)) as conn:
+                    conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            except sqlite3.Error as exc:
+                raise DatabaseError(f"cannot open {self.path} to roll back its journal: {one_line(exc)}") from None
+            if not journal.is_file() or journal.stat().st_size == 0:
+                said.append(f"SQLite rolled back the unfinished restore left in {journal.name}")
+        return said
+
     # --- helpers for tests, the demo and the engine ---------------------------------------------
 
     def table_counts(self) -> dict[str, int]:
@@ -209,6 +263,39 @@ class SQLiteDatabase:
         if entries == 0:
             raise no_objects(shown)
         return DumpInfo(path=path, size_bytes=size, entries=entries, verified=True)
+
+    def _shadow_path(self, shadow: str, *, action: str, error: type[DatabaseError] = DatabaseError) -> Path:
+        path = Path(shadow).absolute()
+        name = path.name if path.parent == self.path.parent else ""  # only ever beside the live file
+        refuse_unless_shadow(
+            f".{self.name}",
+            name,
+            max_bytes=_FILE_NAME_MAX,
+            action=action,
+            error=error,
+            mark=_STAGE_MARK,
+            shown=str(path),
+        )
+        return path
+
+    def _settle_kept(self, partial: Path) -> str:
+        """Keep a saved copy an interrupted restore left as .partial if it is whole; delete it if not."""
+        kept = partial.with_name(partial.name.removesuffix(".partial"))
+        try:
+            self._verify(partial)
+            whole = True
+        except DumpFailed as exc:
+            whole = "holds no tables" in exc.message  # whole, but of an empty database
+        if not whole:
+            partial.unlink(missing_ok=True)
+            return (
+                f"deleted {partial.name}: an interrupted restore stopped while saving it, before changing"
+                f" {self.name}, which still holds that data"
+            )
+        if kept.exists():
+            return f"left {partial.name} as it is: {kept.name} exists too; compare them by hand"
+        publish(partial, kept)
+        return f"kept the data from before an interrupted restore as {kept.name} (it was left as {partial.name})"
 
     def _free_kept_name(self) -> Path:
         base = f"{self.name}.before_rollback_{stamp()}"
@@ -253,6 +340,7 @@ class SQLiteDatabase:
                     # cache: the file on disk is exactly the committed data, and nobody else can touch it.
                     shutil.copyfile(self.path, kept_partial)
                 saved = True
+                fault_injection_seam("sqlite-restore-saved-previous-data")
             say.maybe(f"restoring {self.name}: {total - remaining} of {total} pages")
 
         try:
@@ -300,6 +388,23 @@ def _open_ro(path: Path, *, immutable: bool = False) -> sqlite3.Connection:
     """Read-only, and never creating a file: a typo in a path must not produce an empty database."""
     flags = "mode=ro" + ("&immutable=1" if immutable else "")
     return sqlite3.connect(f"file:{quote(str(path))}?{flags}", uri=True)
+
+
+def fault_injection_seam(point: str) -> None:
+    """TEST-ONLY fault-injection seam: a no-op unless RB_FAULT_INJECTION_PAUSE names `point`.
+
+    tests/test_crash_cleanup_sqlite.py sets it in a child process it then SIGKILLs, to hold the
+    restore inside its write transaction: that moment lasts milliseconds, and no other connection can
+    hold it open (the backup keeps the live file's EXCLUSIVE lock from its first page to its commit).
+    Nothing in the bot sets this variable.
+    """
+    if os.environ.get("RB_FAULT_INJECTION_PAUSE") == point:
+        while True:
+            time.sleep(60)
+
+
+def glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", text)
 
 
 def _ident(name: str) -> str:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from bot.backends.base import FlagState
 from bot.engine import run as executor
 from bot.engine.approval import check_approval, check_requester, is_listed
-from bot.engine.events import Reporter, RunStarted, emit
+from bot.engine.events import Reporter, RunStarted, StepProgress, emit
 from bot.engine.outcomes import FlagsOutcome
 from bot.engine.plan import Plan, RollbackRequest, make_plan
 from bot.engine.run_status import Act, Actor, Decision, RunStatus, RunView, view
@@ -144,7 +144,7 @@ def make_request_plan(services: Services, request: RollbackRequest) -> Plan:
         database=database,
         restore_point=services.store.latest_restore_point(request.env),
         dump_override=services.dump_override(request.env),
-        backup_dir=services.config.backup_dir,
+        backup_dir=services.config.artifact_location,
     )
 
 
@@ -337,6 +337,9 @@ def resume(
         **current_process().columns(),
     ):
         return store.get_run(run_id)  # someone else acted first
+    if cleanup:  # said where people look: the terminal and the step's message in the thread
+        words = "cleaned up after the crash: " + "; ".join(cleanup)
+        emit(reporters, StepProgress(run_id=run_id, step=stuck.name if stuck else "database", message=words))
     detail = (stuck.name if stuck else "") + (f" ({'; '.join(cleanup)})" if cleanup else "")
     store.record(actor=actor.id, action=f"run.{decision.value}", run_id=run_id, env=current.record.env, detail=detail)
     if stuck is not None:

@@ -65,6 +65,10 @@ class FlagRow(_Outcome):
     on: bool | None = None
     detail: str = ""
 
+    @classmethod
+    def of(cls, state: FlagState) -> FlagRow:
+        return cls(key=state.key, on=state.on, detail=state.detail)
+
     def state(self) -> FlagState:
         return FlagState(key=self.key, on=self.on, detail=self.detail)
 

@@ -10,6 +10,15 @@ import shutil
 from dataclasses import dataclass
 
 from bot.engine.checklist import ChecklistFacts, build_checklist
+from bot.engine.outcomes import (
+    ChecklistOutcome,
+    CodeOutcome,
+    DatabaseOutcome,
+    DumpOutcome,
+    HealthOutcome,
+    HealthRow,
+    SafetyOutcome,
+)
 from bot.engine.step_context import StepContext, StepFn, StepOutcome
 from bot.engine.steps_database import database_checks, database_restore, pre_rollback_dump
 from bot.engine.steps_flags import feature_flags, flag_checks
@@ -55,9 +64,9 @@ def safety_checks(ctx: StepContext) -> StepOutcome:
         raise PreconditionFailed(
             "safety checks failed: " + "; ".join(failures),
             hint="nothing was changed; fix these and retry (or abort)",
-            details={"failed": failures, "passed": passed},
+            details=SafetyOutcome(passed=passed, failed=failures).to_details(),
         )
-    return StepOutcome("ok", f"{len(passed)} checks passed", {"passed": passed})
+    return StepOutcome("ok", f"{len(passed)} checks passed", SafetyOutcome(passed=passed).to_details())
 
 
 def code_rollback(ctx: StepContext) -> StepOutcome:
@@ -78,7 +87,7 @@ def code_rollback(ctx: StepContext) -> StepOutcome:
                 "ok",
                 f"{plan.remote}/{plan.branch} already has the target's files at {head.short} "
                 "(pushed by an earlier attempt of this step)",
-                {"strategy": plan.code, "old_head": plan.deployed.sha, "new_head": head.sha, "backup_ref": ""},
+                CodeOutcome(strategy=plan.code, old_head=plan.deployed.sha, new_head=head.sha).to_details(),
             )
         raise PlanChanged(
             f"{plan.remote}/{plan.branch} moved since the plan was made: it is now {head}, "
@@ -102,12 +111,9 @@ def code_rollback(ctx: StepContext) -> StepOutcome:
     return StepOutcome(
         "ok",
         summary,
-        {
-            "strategy": result.strategy,
-            "old_head": result.old_head,
-            "new_head": result.new_head,
-            "backup_ref": result.backup_ref,
-        },
+        CodeOutcome(
+            strategy=result.strategy, old_head=result.old_head, new_head=result.new_head, backup_ref=result.backup_ref
+        ).to_details(),
     )
 
 
@@ -128,18 +134,7 @@ def health_checks(ctx: StepContext) -> StepOutcome:
     if not ctx.plan.health:
         return StepOutcome("skipped", "no health checks configured")
     results = [ctx.health.check(spec, progress=ctx.progress) for spec in ctx.plan.health]
-    table = [
-        {
-            "url": r.url,
-            "healthy": r.healthy,
-            "status": r.last_status,
-            "expected": r.expected_status,
-            "attempts": r.attempts,
-            "latency_ms": r.latency_ms,
-            "error": r.last_error,
-        }
-        for r in results
-    ]
+    table = HealthOutcome(checks=[HealthRow.of(r) for r in results]).to_details()
     healthy = sum(r.healthy for r in results)
     summary = f"{healthy}/{len(results)} healthy"
     if healthy < len(results):
@@ -147,30 +142,33 @@ def health_checks(ctx: StepContext) -> StepOutcome:
         raise HealthCheckFailed(
             f"health checks failed: {bad}",
             hint="look at the application; retry the checks, or skip if you accept the risk",
-            details={"checks": table},
+            details=table,
         )
-    return StepOutcome("ok", summary, {"checks": table})
+    return StepOutcome("ok", summary, table)
 
 
 def post_rollback_checklist(ctx: StepContext) -> StepOutcome:
     plan, done = ctx.plan, ctx.done
+    dump = DumpOutcome.from_details(done.get("pre_dump"))
+    database = DatabaseOutcome.from_details(done.get("database"))
     items = build_checklist(
         ChecklistFacts(
             env=plan.env,
             code_strategy=plan.code,
             db_action=plan.database.action if "database" in done else "none",
-            pre_dump=done.get("pre_dump", {}).get("path"),
-            previous_database=done.get("database", {}).get("previous"),
-            new_endpoint=done.get("database", {}).get("endpoint"),
-            backup_ref=done.get("code", {}).get("backup_ref") or None,
+            pre_dump=dump.location or dump.path,
+            previous_database=database.previous,
+            new_endpoint=database.endpoint,
+            backup_ref=CodeOutcome.from_details(done.get("code")).backup_ref or None,
             health_urls=tuple(spec.url for spec in plan.health),
             flags_turned_off=tuple(k for f in plan.flags for k in f.keys) if "flags" in done else (),
         )
     )
+    ids = ChecklistOutcome(items=[i.id for i in items]).to_details()
     if plan.dry_run:
-        return StepOutcome("skipped", f"dry run: {len(items)} checklist items", {"items": [i.id for i in items]})
+        return StepOutcome("skipped", f"dry run: {len(items)} checklist items", ids)
     ctx.store.add_checklist(ctx.run_id, [(i.id, i.phase, i.text) for i in items])
-    return StepOutcome("ok", f"{len(items)} items across 3 phases", {"items": [i.id for i in items]})
+    return StepOutcome("ok", f"{len(items)} items across 3 phases", ids)
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,11 @@ written to local scratch, verified, then stored, with its location, size and sha
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from bot.artifacts import fetched, is_s3
+from bot.engine.outcomes import DatabaseOutcome
 from bot.engine.restore_points import dump_and_put
 from bot.engine.step_context import StepContext, StepOutcome, human_size
 from bot.errors import NotSupported, RollbackError
@@ -92,14 +94,17 @@ def database_restore(ctx: StepContext) -> StepOutcome:
     name = source.rsplit("/", 1)[-1]
     if plan.dry_run:
         return StepOutcome("skipped", f"dry run: would restore {ctx.database.describe()} from {name}")
+    # The shadow's name is journaled before it exists, so a crash mid-restore can be cleaned up exactly.
+    shadow = ctx.database.shadow_name(run_tag(ctx.run_id))
+    ctx.store.note_step(ctx.run_id, "database", DatabaseOutcome(shadow=shadow).to_details())
     if plan.database.source_sha256:
         # Checked again here, not only in the safety check: the object could have changed since.
         with fetched(
             ctx.artifact_store(), source, plan.database.source_sha256, plan.database.source_size, _downloads(ctx)
         ) as local:
-            result = ctx.database.restore(local, progress=ctx.progress)
+            result = ctx.database.restore(local, progress=ctx.progress, shadow=shadow)
     else:
-        result = ctx.database.restore(Path(source), progress=ctx.progress)
+        result = ctx.database.restore(Path(source), progress=ctx.progress, shadow=shadow)
     return StepOutcome(
         "ok",
         result.summary or f"restored {result.database} from {name}; previous data kept as {result.previous}",
@@ -108,9 +113,15 @@ def database_restore(ctx: StepContext) -> StepOutcome:
             "previous": result.previous,
             "source": source,
             "sha256": plan.database.source_sha256,
+            "shadow": shadow,
             **result.details,
         },
     )
+
+
+def run_tag(run_id: str) -> str:
+    """A short stable tag for names a run creates (shadow databases): 8 hex characters of its id's hash."""
+    return hashlib.sha256(run_id.encode()).hexdigest()[:8]
 
 
 def _rds_restore(ctx: StepContext) -> StepOutcome:

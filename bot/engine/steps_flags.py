@@ -6,9 +6,8 @@ The states before are written to the journal before the first change, so a failu
 
 from __future__ import annotations
 
-from typing import Any
-
 from bot.backends.base import FlagState
+from bot.engine.outcomes import FlagRow, FlagsOutcome
 from bot.engine.step_context import StepContext, StepOutcome
 from bot.errors import FlagError, RollbackError
 
@@ -38,20 +37,21 @@ def feature_flags(ctx: StepContext) -> StepOutcome:
     if not plan.flags:
         return StepOutcome("skipped", "no feature flags to turn off")
     before = [(p, p.states(list(f.keys))) for p, f in zip(ctx.flags, plan.flags, strict=True)]
-    recorded = {p.describe(): [_as_dict(s) for s in states] for p, states in before}
+    recorded = {p.describe(): [FlagRow.of(s) for s in states] for p, states in before}
     # On a retry, the first attempt may have turned some flags off already: the states to put back are
     # the ones journaled before that attempt changed anything, not the ones we read now.
-    earlier = next((s.details.get("before") for s in ctx.store.steps(ctx.run_id) if s.name == "flags"), None) or {}
+    journal = next((s.details for s in ctx.store.steps(ctx.run_id) if s.name == "flags"), None)
+    earlier = FlagsOutcome.from_details(journal).before
     for name, rows in recorded.items():
-        first_seen = {row["key"]: row for row in earlier.get(name, [])}
-        recorded[name] = [first_seen.get(row["key"], row) for row in rows]
+        first_seen = {row.key: row for row in earlier.get(name, [])}
+        recorded[name] = [first_seen.get(row.key, row) for row in rows]
     if plan.dry_run:
         words = "; ".join(
-            f"{name}: {', '.join(_state_words(_from_dict(s)) for s in rows)}" for name, rows in recorded.items()
+            f"{name}: {', '.join(_state_words(r.state()) for r in rows)}" for name, rows in recorded.items()
         )
-        return StepOutcome("skipped", f"dry run: would turn off {words}", {"before": recorded})
-    ctx.store.note_step(ctx.run_id, "flags", {"before": recorded})  # before anything changes
-    after: dict[str, list[dict[str, Any]]] = {}
+        return StepOutcome("skipped", f"dry run: would turn off {words}", FlagsOutcome(before=recorded).to_details())
+    ctx.store.note_step(ctx.run_id, "flags", FlagsOutcome(before=recorded).to_details())  # before anything changes
+    after: dict[str, list[FlagRow]] = {}
     turned_off: list[str] = []
     for provider, states in before:
         rows = after.setdefault(provider.describe(), [])
@@ -64,31 +64,23 @@ def feature_flags(ctx: StepContext) -> StepOutcome:
                     f"{provider.describe()}: could not turn off {state.key}: {error.message}",
                     hint=f"already off: {', '.join(turned_off) or 'none'}; still on: {', '.join(still_on) or 'none'}. "
                     "Retry, or turn them off in the vendor's console",
-                    details={"before": recorded, "after": after},
+                    details=FlagsOutcome(before=recorded, after=after).to_details(),
                 ) from None
             ctx.progress(f"{provider.describe()}: {state.key} is off")
-            rows.append(_as_dict(new))
+            rows.append(FlagRow.of(new))
             turned_off.append(state.key)
-    not_off = [row["key"] for rows in after.values() for row in rows if row["on"]]
+    not_off = [row.key for rows in after.values() for row in rows if row.on]
     if not_off:
         raise FlagError(
             f"the vendor still reports these flags on: {', '.join(not_off)}",
             hint="check the vendor's console; retry",
-            details={"before": recorded, "after": after},
+            details=FlagsOutcome(before=recorded, after=after).to_details(),
         )
     return StepOutcome(
         "ok",
         f"turned off {len(turned_off)} flag(s): {', '.join(turned_off)} (states before are recorded)",
-        {"before": recorded, "after": after, "turned_off": turned_off},
+        FlagsOutcome(before=recorded, after=after, turned_off=turned_off).to_details(),
     )
-
-
-def _as_dict(state: FlagState) -> dict[str, Any]:
-    return {"key": state.key, "on": state.on, "detail": state.detail}
-
-
-def _from_dict(row: dict[str, Any]) -> FlagState:
-    return FlagState(key=row["key"], on=row["on"], detail=row.get("detail", ""))
 
 
 def _state_words(state: FlagState) -> str:

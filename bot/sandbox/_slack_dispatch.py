@@ -110,6 +110,10 @@ class Dispatcher:
             raise ApiError("not_authed")
         if token != self._ws.token:
             raise ApiError("invalid_auth")
+        outage = self._outage
+        if outage is not None and outage[0] == 0:  # "no answer": hold the request past any client's timeout
+            time.sleep(outage[1])
+            return Reply(503, {"ok": False, "error": "service_unavailable"})
         with self._ws.lock:
             if self._outage is not None:
                 status, retry_after = self._outage

@@ -1,4 +1,4 @@
-"""A local stand-in for AWS RDS: moto in server mode, spoken to over HTTP like the real API.
+"""A local stand-in for AWS RDS and S3: moto in server mode, spoken to over HTTP like the real API.
 
 The code under test builds its boto3 client from the environment as it would in production, so this
 module changes nothing globally: `environment()` returns the variables a test (or the sandbox) sets
@@ -10,6 +10,10 @@ with an endpoint `<id>.aaaaaaaaaa.<region>.rds.amazonaws.com`; restores from a s
 in time create real (fake) instances with the requested tags and instance class; nothing is ever
 "creating" or "failed", and credentials are not checked. State transitions over time therefore have
 to be tested with a scripted client (see tests/test_rds.py).
+
+The same server serves S3 (the artifact store's `s3://bucket/prefix` backups): `create_bucket`,
+`object_bytes` and `put_object_bytes` (to corrupt a stored dump the way a bad disk or a person would)
+set the stage; the code under test reaches the server only through `environment()`.
 
 moto is a development dependency: it is imported only when a server starts.
 """
@@ -31,6 +35,7 @@ CONFLICTING_ENV = (
     "AWS_SECURITY_TOKEN",
     "AWS_ENDPOINT_URL",
     "AWS_ENDPOINT_URL_RDS",
+    "AWS_ENDPOINT_URL_S3",
     "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
     "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
     "AWS_CONTAINER_CREDENTIALS_FULL_URI",
@@ -49,6 +54,7 @@ class MotoRds:
         self.url = ""
         self._server: Any = None
         self._setup: Any = None
+        self._s3: Any = None
 
     def start(self) -> str:
         """Start the server; return its endpoint URL (http://127.0.0.1:PORT)."""
@@ -75,17 +81,18 @@ class MotoRds:
             self._server.stop()
             self._server = None
             self._setup = None
+            self._s3 = None
 
     def reset(self) -> None:
-        """Forget every instance and snapshot (moto's own reset API), so a shared server can serve many tests."""
+        """Forget every instance, snapshot and bucket (moto's own reset API), so a shared server serves many tests."""
         requests.post(f"{self._require_url()}/moto-api/reset", timeout=10).raise_for_status()
 
-    def environment(self, *, service_specific: bool = False) -> dict[str, str]:
+    def environment(self, *, service_specific: bool = False, service: str = "rds") -> dict[str, str]:
         """What to set so an unmodified boto3 talks to this server: endpoint, dummy credentials, region.
 
-        `service_specific` uses AWS_ENDPOINT_URL_RDS instead of AWS_ENDPOINT_URL.
+        `service_specific` uses AWS_ENDPOINT_URL_<SERVICE> (RDS by default, or S3) instead of AWS_ENDPOINT_URL.
         """
-        endpoint_var = "AWS_ENDPOINT_URL_RDS" if service_specific else "AWS_ENDPOINT_URL"
+        endpoint_var = f"AWS_ENDPOINT_URL_{service.upper()}" if service_specific else "AWS_ENDPOINT_URL"
         return {
             endpoint_var: self._require_url(),
             "AWS_ACCESS_KEY_ID": DUMMY_KEY,
@@ -132,6 +139,33 @@ class MotoRds:
     def instance_ids(self) -> list[str]:
         return sorted(item["DBInstanceIdentifier"] for item in self.client().describe_db_instances()["DBInstances"])
 
+    # --- S3 ------------------------------------------------------------------------------------------
+
+    def s3_client(self) -> Any:
+        """A boto3 S3 client pointed at this server explicitly (setup and assertions only)."""
+        if self._s3 is None:
+            self._s3 = boto3.session.Session(
+                aws_access_key_id=DUMMY_KEY, aws_secret_access_key=DUMMY_KEY, region_name=self.region
+            ).client("s3", endpoint_url=self._require_url())
+        return self._s3
+
+    def create_bucket(self, name: str) -> None:
+        self.s3_client().create_bucket(Bucket=name)
+
+    def object_keys(self, bucket: str, prefix: str = "") -> list[str]:
+        pages = self.s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
+
+    def object_bytes(self, bucket: str, key: str) -> bytes:
+        return bytes(self.s3_client().get_object(Bucket=bucket, Key=key)["Body"].read())
+
+    def object_metadata(self, bucket: str, key: str) -> dict[str, Any]:
+        return dict(self.s3_client().head_object(Bucket=bucket, Key=key))
+
+    def put_object_bytes(self, bucket: str, key: str, data: bytes) -> None:
+        """Overwrite (or create) an object: how a test corrupts a stored dump behind the bot's back."""
+        self.s3_client().put_object(Bucket=bucket, Key=key, Body=data)
+
     def _require_url(self) -> str:
         if not self.url:
             raise RuntimeError("MotoRds.start() has not been called")
@@ -143,3 +177,6 @@ class MotoRds:
 
     def __exit__(self, *_: object) -> None:
         self.stop()
+
+
+MotoAws = MotoRds  # the same server plays RDS and S3

@@ -169,7 +169,10 @@ class SlackApiStandIn:
         self._dispatcher.rate_limit(method, times=times, retry_after=retry_after)
 
     def go_down(self, *, status: int = 503, retry_after: int = 1) -> None:
-        """Every Web API call fails (503, or 429 with Retry-After) until `come_back()`: Slack's outage."""
+        """Every Web API call fails (503, or 429 with Retry-After) until `come_back()`: Slack's outage.
+
+        `status=0`: Slack does not answer; each call is held `retry_after` seconds (past a client's timeout).
+        """
         self._dispatcher.go_down(status=status, retry_after=retry_after)
 
     def come_back(self) -> None:

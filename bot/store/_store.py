@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bot.errors import LockHeld, RunNotFound
 from bot.redact import redact, redact_data
+from bot.store._migrate import upgrade
 from bot.store.schema import (
     AuditEntry,
     ChecklistRecord,
@@ -34,7 +35,6 @@ from bot.store.schema import (
     checklist,
     iso,
     locks,
-    metadata,
     now,
     once_keys,
     parse_iso,
@@ -63,7 +63,7 @@ class Store:
         self.engine: Engine = sa.create_engine(_engine_url(url), future=True, pool_pre_ping=True)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        metadata.create_all(self.engine)
+        upgrade(self.engine)  # the schema changes only through migrations: see _migrate
 
     def close(self) -> None:
         self.engine.dispose()
@@ -301,6 +301,7 @@ class Store:
         dump_path: str | None,
         dump_size: int | None,
         created_by: str,
+        dump_sha256: str | None = None,
     ) -> RestorePoint:
         with self._tx() as conn:
             result = conn.execute(
@@ -310,6 +311,7 @@ class Store:
                     commit_subject=commit_subject,
                     dump_path=dump_path,
                     dump_size=dump_size,
+                    dump_sha256=dump_sha256,
                     created_at=iso(),
                     created_by=created_by,
                 )
@@ -333,6 +335,7 @@ class Store:
                     dump_size=row.dump_size,
                     created_at=datetime.fromisoformat(row.created_at),
                     created_by=row.created_by,
+                    dump_sha256=row.dump_sha256,
                 )
                 for row in conn.execute(query)
             ]
@@ -439,4 +442,7 @@ def _run(row: Any) -> RunRecord:
         current_step=row["current_step"],
         error=row["error"],
         meta=json.loads(row["meta"] or "{}"),
+        host=row["host"],
+        pid=row["pid"],
+        boot_id=row["boot_id"],
     )

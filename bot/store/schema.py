@@ -188,6 +188,9 @@ class RunRecord:
     current_step: str | None
     error: str | None
     meta: dict[str, Any] = field(default_factory=dict)
+    host: str | None = None  # the process executing it, while it runs
+    pid: int | None = None
+    boot_id: str | None = None
 
 
 @dataclass(frozen=True)

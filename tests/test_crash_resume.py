@@ -1,0 +1,99 @@
+"""kill -9 of a terminal rollback in the middle of its database restore, then `resume --retry`.
+
+The run shows as interrupted at once (same host: its pid is gone), and the retry finishes with exactly
+one rollback commit on the remote and no shadow database left beside the live one.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from bot.cli import main
+from bot.engine.restore_points import take_snapshot
+from bot.sandbox.repo import git
+from bot.sandbox.scenario import PG_ADMIN_URL, Incident, database_contents
+from bot.services import Services
+
+BIN = Path(sys.executable).parent / "rollback-bot"
+
+# An index whose build sleeps: the restore spends seconds in pg_restore's CREATE INDEX, long enough to
+# kill the bot in the middle of it. (pg_dump never evaluates it, so the dumps stay quick.)
+SLOW_INDEX = """
+CREATE FUNCTION slow_key(i int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN PERFORM pg_sleep(0.002); RETURN i; END $$;
+CREATE TABLE slow (id int PRIMARY KEY);
+INSERT INTO slow SELECT generate_series(1, 2500);
+CREATE INDEX slow_by_key ON slow (slow_key(id));
+"""
+
+
+def shadows(db_name: str) -> list[str]:
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (f"{db_name}_rb_shadow_%",))
+        return [r[0] for r in rows]
+
+
+def wait_for(what: str, predicate: object, *, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise TimeoutError(what)
+
+
+def test_kill_9_mid_restore_then_resume_retry_finishes_with_one_commit_and_no_leftover(
+    incident: Incident, services: Services, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with psycopg.connect(incident.db_url, autocommit=True) as conn:
+        conn.execute(SLOW_INDEX.encode())
+    take_snapshot(services, "prod", actor="deploy-pipeline")  # the restore point now holds the slow index
+    bad_head = git(Path(incident.repo.remote_url), "rev-parse", f"refs/heads/{incident.repo.branch}")
+    wanted = database_contents(incident.db_url)
+
+    bot = subprocess.Popen(
+        [str(BIN), "run", "prod", "--to", incident.repo.good, "--force", "--config", str(incident.config_path)],
+        env=dict(os.environ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # like a bot host process: its pg_restore child is orphaned, not killed with it
+    )
+    try:
+        wait_for("the restore is under way", lambda: shadows(incident.db_name) and _step(services) == "database")
+        time.sleep(0.5)
+        bot.send_signal(signal.SIGKILL)
+        bot.wait(timeout=10)
+    finally:
+        if bot.poll() is None:
+            bot.kill()
+    run = services.store.list_runs()[0]
+
+    killed_at = time.monotonic()
+    assert main(["status", "--config", str(incident.config_path)]) == 0
+    assert "interrupted" in capsys.readouterr().out
+    assert time.monotonic() - killed_at < 5  # at once: no heartbeat timeout to wait for on the same host
+
+    assert main(["resume", run.id, "--retry", "--config", str(incident.config_path)]) == 0
+    out = capsys.readouterr().out
+    assert services.store.get_run(run.id).status == "succeeded"
+    cleaned = [e.detail for e in services.store.audit_trail(run_id=run.id) if e.action == "database.cleaned"]
+    assert any("dropped the leftover shadow database" in line for line in cleaned), (cleaned, out)
+    assert "cleaned up after the crash: dropped the leftover shadow database" in out
+    assert shadows(incident.db_name) == []
+    head = git(Path(incident.repo.remote_url), "rev-parse", f"refs/heads/{incident.repo.branch}")
+    commits = git(Path(incident.repo.remote_url), "rev-list", f"{bad_head}..{head}").split()
+    assert len(commits) == 1  # exactly one rollback commit
+    assert database_contents(incident.db_url) == wanted
+
+
+def _step(services: Services) -> str | None:
+    runs = services.store.list_runs(limit=1)
+    return runs[0].current_step if runs else None
