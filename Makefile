@@ -17,11 +17,11 @@ services:
 	bash scripts/ensure-services.sh
 
 demo: setup services
-	$(BIN)/rollback-bot demo
+	$(BIN)/python -m sandbox.demo
 
 lint: setup
-	$(BIN)/ruff check bot handlers tests benchmarks
-	$(BIN)/ruff format --check bot handlers tests benchmarks
+	$(BIN)/ruff check bot handlers sandbox tests benchmarks
+	$(BIN)/ruff format --check bot handlers sandbox tests benchmarks
 	$(BIN)/mypy
 
 unit: setup services

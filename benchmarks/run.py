@@ -14,7 +14,7 @@ side by side (the machines are shared and noisy, so the ratios matter more than 
 
 a, b, c, c′ and e are bursts of N signed requests from C client threads released together (in a
 separate process, as Slack is), against the real app served by waitress on 127.0.0.1
-(bot.sandbox.slack_harness); d is the planning call made N times in a row in this process, d′ the
+(sandbox.slack_harness); d is the planning call made N times in a row in this process, d′ the
 same from C threads. Latency is wall time from sending a request to its HTTP response (the ack).
 Then the bot is left to settle, and every dry run must have produced exactly one plan message in
 the channel; if not, or if any answer was wrong, the exit status is 1. See benchmarks/README.md.
@@ -56,11 +56,11 @@ from bot.engine.lifecycle import make_request_plan  # noqa: E402
 from bot.engine.plan import RollbackRequest  # noqa: E402
 from bot.engine.story import run_key  # noqa: E402
 from bot.outbox import Outbox  # noqa: E402
-from bot.sandbox.scenario import Incident, build_incident, drop_databases  # noqa: E402
-from bot.sandbox.slack_api import SlackApiStandIn  # noqa: E402
-from bot.sandbox.slack_harness import INCIDENT, SIGNING_SECRET, SlackWorkspace  # noqa: E402
-from bot.sandbox.slack_signing import FORM, compute_signature  # noqa: E402
 from bot.services import Services, build_services  # noqa: E402
+from sandbox.scenario import Incident, build_incident, drop_databases  # noqa: E402
+from sandbox.slack_api import SlackApiStandIn  # noqa: E402
+from sandbox.slack_harness import INCIDENT, SIGNING_SECRET, SlackWorkspace  # noqa: E402
+from sandbox.slack_signing import FORM, compute_signature  # noqa: E402
 
 SLACK_DEADLINE_S = 3.0
 REQUEST_TIMEOUT_S = 30.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from collections.abc import Iterator, Sequence
@@ -125,9 +126,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command == "check-config":
         return _check_config(args.config)
     if command == "demo":
-        from bot.sandbox.demo import run_demo
-
-        return run_demo(Path(args.dir), terminal=args.terminal)
+        return _demo(Path(args.dir), terminal=args.terminal)
     if command in ("serve", "socket"):
         from bot.app import serve_http, serve_socket
 
@@ -138,6 +137,23 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _engine_command(services, args)
     finally:
         services.close()
+
+
+def _demo(folder: Path, *, terminal: bool) -> int:
+    """The demo's world (stand-ins, scenario) is not in the installed package: it lives in a checkout."""
+    if (Path.cwd() / "sandbox" / "demo.py").is_file() and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))  # run from the repository: use its sandbox/
+    try:
+        demo = importlib.import_module("sandbox.demo")
+    except ImportError:
+        print(
+            "error: the demo's sandbox is not installed (it ships with the source, not the package)\n"
+            "  → git clone the rollback-bot repository, then run `make demo` in it",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+    code: int = demo.run_demo(folder, terminal=terminal)
+    return code
 
 
 def _engine_command(services: Services, args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ import threading
 import time
 from typing import TextIO
 
+from bot.backends.base import ProgressUnit
 from bot.durations import format_duration
 from bot.engine.checklist import PHASE_TITLES, PHASES
 from bot.engine.events import (
@@ -30,7 +31,15 @@ class TerminalReporter:
         self._last_progress: dict[str, float] = {}
         self._lock = threading.Lock()
 
-    def say(self, text: str) -> None:
+    def say(
+        self,
+        text: str,
+        /,
+        *,
+        done: float | None = None,
+        total: float | None = None,
+        unit: ProgressUnit | None = None,
+    ) -> None:
         with self._lock:
             print(redact(text), file=self.out, flush=True)
 

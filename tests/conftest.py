@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from bot.config import load_config
-from bot.sandbox.scenario import Incident, build_incident
 from bot.services import Services, build_services
+from sandbox.scenario import Incident, build_incident
 
 TEST_URL_ENV = "RB_TEST_DATABASE_URL"
 

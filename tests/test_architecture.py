@@ -9,7 +9,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 # bot/app.py is the composition root and the sandbox plays Slack's part: both may import Slack.
-SLACK_ALLOWED = {"bot/app.py", "bot/sandbox/slack_harness.py", "bot/sandbox/demo.py"}
+SLACK_ALLOWED = {"bot/app.py", "sandbox/slack_harness.py", "sandbox/demo.py"}
 SLACK_MODULES = ("slack_bolt", "slack_sdk", "handlers")
 
 

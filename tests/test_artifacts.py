@@ -24,10 +24,11 @@ import pytest
 from bot.artifacts import StoredArtifact, fetched, open_artifact_store
 from bot.artifacts.s3 import PART_SIZE
 from bot.errors import ArtifactCorrupt, ArtifactError
-from bot.sandbox.aws import CONFLICTING_ENV, MotoAws
-from bot.sandbox.health_server import HealthServer
-from bot.sandbox.repo import SandboxRepo, build_sandbox_repo, git
-from bot.sandbox.scenario import (
+from bot.store import Store
+from sandbox.aws import CONFLICTING_ENV, MotoAws
+from sandbox.health_server import HealthServer
+from sandbox.repo import SandboxRepo, build_sandbox_repo, git
+from sandbox.scenario import (
     config_text,
     create_database,
     database_contents,
@@ -35,7 +36,6 @@ from bot.sandbox.scenario import (
     deploy_good_release,
     drop_databases,
 )
-from bot.store import Store
 
 BUCKET = "rollback-dumps"
 

@@ -1,6 +1,6 @@
 """Block Kit builders: every fact an approver needs is on screen, and Slack never refuses a message.
 
-Each test validates what it builds with the same limits Slack enforces (bot.sandbox._blockkit_limits),
+Each test validates what it builds with the same limits Slack enforces (sandbox._blockkit_limits),
 so a plan with 500 undone commits or a 10,000-character SQL statement fails here, not at 3 a.m.
 """
 
@@ -20,9 +20,9 @@ from bot.engine.checklist import ChecklistItem
 from bot.engine.events import RunFinished, StepFailed
 from bot.engine.migrations import MigrationRisk
 from bot.engine.plan import DatabasePlan, FlagPlan, Plan
-from bot.sandbox._blockkit_limits import message_block_errors, view_errors
 from bot.store import ChecklistRecord, RunRecord
 from handlers import blocks, ids
+from sandbox._blockkit_limits import message_block_errors, view_errors
 
 NOW = datetime(2024, 5, 1, 3, 12, tzinfo=UTC)
 DEPLOYED = "a" * 7 + "1" * 33

@@ -18,9 +18,9 @@ import pytest
 
 from bot.cli import main
 from bot.engine.restore_points import take_snapshot
-from bot.sandbox.repo import git
-from bot.sandbox.scenario import PG_ADMIN_URL, Incident, database_contents
 from bot.services import Services
+from sandbox.repo import git
+from sandbox.scenario import PG_ADMIN_URL, Incident, database_contents
 
 BIN = Path(sys.executable).parent / "rollback-bot"
 

@@ -23,9 +23,9 @@ import requests
 
 from bot.config import load_config
 from bot.deploy_hook import DeployHook
-from bot.sandbox.scenario import Incident
 from bot.services import build_services
 from bot.store import AuditEntry, RestorePoint, Store
+from sandbox.scenario import Incident
 
 TOKEN_ENV = "RB_TEST_DEPLOY_TOKEN"
 TOKEN = "dpl-7f3c9a51e2b84d06a9c1-pipeline-token"

@@ -19,7 +19,7 @@ from bot.backends.flags_unleash import UnleashFlags
 from bot.backends.flags_webhook import WebhookFlags
 from bot.config import FlagSettings
 from bot.errors import BadRequest, FlagError
-from bot.sandbox.flag_servers import FlagsmithServer, LaunchDarklyServer, UnleashServer, WebhookServer
+from sandbox.flag_servers import FlagsmithServer, LaunchDarklyServer, UnleashServer, WebhookServer
 
 VENDORS = ["launchdarkly", "flagsmith", "unleash", "webhook"]
 WRONG_KEY = "wrong-key-5f9c2e71d0"

@@ -9,7 +9,7 @@ import pytest
 
 from bot.backends.git import GitRepo
 from bot.errors import BadRequest, GitError, PushRejected
-from bot.sandbox.repo import (
+from sandbox.repo import (
     GOOD_APP,
     SandboxRepo,
     add_reject_hook,

@@ -16,7 +16,7 @@ from bot.engine.migrations import (
     scan_ruby,
     scan_sql,
 )
-from bot.sandbox.repo import build_sandbox_repo
+from sandbox.repo import build_sandbox_repo
 
 
 def kinds(sql: str) -> list[str]:

@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError
 from bot.backends.base import RdsRestorer
 from bot.backends.rds import RESTORE_TIME_TAG, RUN_TAG, SOURCE_TAG, RdsRestore
 from bot.errors import RdsError
-from bot.sandbox.aws import CONFLICTING_ENV, MotoRds
+from sandbox.aws import CONFLICTING_ENV, MotoRds
 
 REGION = "us-east-1"
 SOURCE = "prod-db"

@@ -26,11 +26,11 @@ from psycopg import sql
 
 from bot.config import load_config
 from bot.outbox import Outbox
-from bot.sandbox.scenario import Incident, build_incident
-from bot.sandbox.slack_api import SlackApiStandIn, StoredMessage
-from bot.sandbox.slack_harness import INCIDENT, SIGNING_SECRET, STATUS, find_button, sandbox_slack_api
-from bot.sandbox.slack_signing import SlackRequestSender
 from bot.services import Services, build_services
+from sandbox.scenario import Incident, build_incident
+from sandbox.slack_api import SlackApiStandIn, StoredMessage
+from sandbox.slack_harness import INCIDENT, SIGNING_SECRET, STATUS, find_button, sandbox_slack_api
+from sandbox.slack_signing import SlackRequestSender
 from tests.conftest import TEST_URL_ENV, _Env
 from tests.fixtures.databases import PG_ADMIN_URL
 from tests.test_slack_app import ALICE, CAROL

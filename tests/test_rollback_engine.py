@@ -18,15 +18,15 @@ from bot.engine.events import Event, StepStarted
 from bot.engine.lifecycle import Actor
 from bot.engine.plan import RollbackRequest
 from bot.errors import LockHeld
-from bot.sandbox.repo import add_reject_hook, git, push_commit_elsewhere
-from bot.sandbox.scenario import (
+from bot.services import Services
+from sandbox.repo import add_reject_hook, git, push_commit_elsewhere
+from sandbox.scenario import (
     Incident,
     create_database,
     database_contents,
     deploy_good_release,
     drop_databases,
 )
-from bot.services import Services
 
 
 def remote_head(incident: Incident) -> str:

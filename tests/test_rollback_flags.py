@@ -11,9 +11,9 @@ from bot.engine import lifecycle
 from bot.engine.events import Event, StepProgress
 from bot.engine.lifecycle import Actor
 from bot.engine.plan import RollbackRequest
-from bot.sandbox.flag_servers import LaunchDarklyServer, UnleashServer
-from bot.sandbox.scenario import Incident
 from bot.services import Services
+from sandbox.flag_servers import LaunchDarklyServer, UnleashServer
+from sandbox.scenario import Incident
 
 LD_KEY = "api-0ld-sandbox-token"
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
-from bot.sandbox.aws import CONFLICTING_ENV, MotoRds
-from bot.sandbox.scenario import Incident, database_contents
 from bot.services import Services
+from sandbox.aws import CONFLICTING_ENV, MotoRds
+from sandbox.scenario import Incident, database_contents
 
 RDS_TABLE = """
 [environments.prod.rds]

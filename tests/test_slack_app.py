@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.sandbox.repo import git
-from bot.sandbox.scenario import Incident, database_contents
-from bot.sandbox.slack_harness import INCIDENT, STATUS, SlackWorkspace
 from bot.services import Services
+from sandbox.repo import git
+from sandbox.scenario import Incident, database_contents
+from sandbox.slack_harness import INCIDENT, STATUS, SlackWorkspace
 
 ALICE, CAROL, DAVE, MALLORY = "U0ALICE", "U0CAROL", "U0DAVE", "U0MALLORY"
 

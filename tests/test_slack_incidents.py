@@ -15,12 +15,12 @@ import pytest
 import requests
 
 from bot.cli import main
-from bot.sandbox.scenario import Incident
-from bot.sandbox.slack_api import SlackApiStandIn
-from bot.sandbox.slack_harness import INCIDENT, SlackWorkspace, sandbox_slack_api
-from bot.sandbox.slack_signing import SlackRequestSender
 from bot.services import Services
 from bot.store import now
+from sandbox.scenario import Incident
+from sandbox.slack_api import SlackApiStandIn
+from sandbox.slack_harness import INCIDENT, SlackWorkspace, sandbox_slack_api
+from sandbox.slack_signing import SlackRequestSender
 from tests.test_slack_app import ALICE, CAROL, DAVE, MALLORY, text_of
 
 

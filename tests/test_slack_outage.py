@@ -11,9 +11,9 @@ import pytest
 
 from bot.cli import main
 from bot.outbox import Outbox
-from bot.sandbox.scenario import Incident
-from bot.sandbox.slack_harness import INCIDENT, STATUS, SlackWorkspace
 from bot.services import Services
+from sandbox.scenario import Incident
+from sandbox.slack_harness import INCIDENT, STATUS, SlackWorkspace
 from tests.test_slack_app import ALICE, CAROL, remote_head
 
 STEP_TITLES = (

@@ -20,8 +20,8 @@ from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.webhook import WebhookClient
 
-from bot.sandbox.slack_api import SlackApiStandIn
-from bot.sandbox.slack_signing import SlackRequestSender, compute_signature
+from sandbox.slack_api import SlackApiStandIn
+from sandbox.slack_signing import SlackRequestSender, compute_signature
 
 TOKEN = "xoxb-test-token"
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"

@@ -2,17 +2,36 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
-Progress = Callable[[str], None]
-"""A backend reports progress as short human sentences ("restored 12 of 40 tables")."""
+ProgressUnit = Literal["bytes", "objects", "tables", "seconds"]
 
 
-def no_progress(_: str) -> None:
+class Progress(Protocol):
+    """How a backend reports progress: a short human sentence ("restoring into app_rb_shadow_ab12: orders"),
+    and, when it can measure it, how far along it is (`done` of `total` `unit`s; `total` None when unknown).
+
+    Front ends draw the measure: a bar with the time left in a terminal, a compact text bar in Slack.
+    """
+
+    def __call__(
+        self,
+        message: str,
+        /,
+        *,
+        done: float | None = None,
+        total: float | None = None,
+        unit: ProgressUnit | None = None,
+    ) -> None: ...
+
+
+def no_progress(
+    _message: str, /, *, done: float | None = None, total: float | None = None, unit: ProgressUnit | None = None
+) -> None:
     return None
 
 

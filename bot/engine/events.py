@@ -40,6 +40,9 @@ class StepProgress:
     run_id: str
     step: str
     message: str
+    done: float | None = None  # measured progress, when the backend can tell: `done` of `total` `unit`s
+    total: float | None = None
+    unit: str | None = None
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from bot.backends.base import ProgressUnit, no_progress
 from bot.engine.checklist import ChecklistItem
 from bot.engine.events import (
     Reporter,
@@ -85,9 +86,21 @@ class _Executor:
             StepStarted(run_id=run_id, step=step.name, title=step.title, position=position, total=len(STEPS)),
         )
         started = time.monotonic()
-        ctx.progress = lambda message: emit(
-            reporters, StepProgress(run_id=run_id, step=step.name, message=redact(message))
-        )
+
+        def progress(
+            message: str,
+            /,
+            *,
+            done: float | None = None,
+            total: float | None = None,
+            unit: ProgressUnit | None = None,
+        ) -> None:
+            event = StepProgress(
+                run_id=run_id, step=step.name, message=redact(message), done=done, total=total, unit=unit
+            )
+            emit(reporters, event)
+
+        ctx.progress = progress
         try:
             outcome = step.fn(ctx)
         except Exception as error:  # every failure is journaled; unexpected ones are logged in full
@@ -173,7 +186,7 @@ class _Executor:
             health=services.health,
             store=self.store,
             backup_dir=services.config.backup_dir,
-            progress=lambda _m: None,
+            progress=no_progress,
             artifacts=services.artifacts(),  # the configured folder or S3 bucket for every dump
             work_dir=services.config.work_dir,
         )

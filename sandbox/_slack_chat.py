@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from bot.sandbox._slack_models import (
+from sandbox._slack_models import (
     JSON,
     ApiError,
     Ephemeral,
@@ -13,7 +13,7 @@ from bot.sandbox._slack_models import (
     ResponseRecord,
     StoredMessage,
 )
-from bot.sandbox._slack_workspace import (
+from sandbox._slack_workspace import (
     RESPONSE_URL_MAX_USES,
     RESPONSE_URL_TTL_SECONDS,
     ResponseTarget,

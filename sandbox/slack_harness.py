@@ -12,10 +12,10 @@ from typing import Any
 import requests
 
 from bot.app import create_app, http_server
-from bot.sandbox.slack_api import SlackApiStandIn, StoredMessage
-from bot.sandbox.slack_signing import SlackRequestSender
 from bot.services import Services
 from handlers.context import SlackContext
+from sandbox.slack_api import SlackApiStandIn, StoredMessage
+from sandbox.slack_signing import SlackRequestSender
 
 SIGNING_SECRET = "sandbox-signing-secret"
 INCIDENT = "C0INC"

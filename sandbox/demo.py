@@ -16,10 +16,10 @@ from pathlib import Path
 
 from bot.cli import main as cli_main
 from bot.config import load_config
-from bot.sandbox.repo import git
-from bot.sandbox.scenario import Incident, build_incident, database_contents
-from bot.sandbox.slack_harness import INCIDENT, STATUS, SlackWorkspace
 from bot.services import build_services
+from sandbox.repo import git
+from sandbox.scenario import Incident, build_incident, database_contents
+from sandbox.slack_harness import INCIDENT, STATUS, SlackWorkspace
 
 ALICE, CAROL = "U0ALICE", "U0CAROL"
 RULE = "─" * 100
@@ -133,3 +133,18 @@ def _verdict(incident: Incident, run_id: str, status: str) -> int:
     ok = status == "succeeded" and same_tree and "legacy_ref" in orders[0] and bool(dumps) and flag_off
     say("Demo finished: the rollback worked." if ok else "Demo finished: the rollback did NOT complete.")
     return 0 if ok else 1
+
+
+def main() -> int:
+    """`python -m sandbox.demo [--dir D] [--terminal]`, which is what `make demo` runs."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m sandbox.demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", default="demo-sandbox", help="where to build the sandbox")
+    parser.add_argument("--terminal", action="store_true", help="drive the terminal flow instead of Slack")
+    args = parser.parse_args()
+    return run_demo(Path(args.dir), terminal=args.terminal)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

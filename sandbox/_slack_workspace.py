@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from bot.sandbox._blockkit_limits import MAX_MESSAGE_TEXT, ActionIdScope, message_block_errors
-from bot.sandbox._slack_models import (
+from sandbox._blockkit_limits import MAX_MESSAGE_TEXT, ActionIdScope, message_block_errors
+from sandbox._slack_models import (
     JSON,
     ApiError,
     Ephemeral,

@@ -20,10 +20,10 @@ from psycopg import sql
 
 from bot.config import load_config
 from bot.engine.restore_points import take_snapshot
-from bot.sandbox.flag_servers import LaunchDarklyServer
-from bot.sandbox.health_server import HealthServer
-from bot.sandbox.repo import DROP_MIGRATION, INIT_MIGRATION, SandboxRepo, build_sandbox_repo, git
 from bot.services import build_services
+from sandbox.flag_servers import LaunchDarklyServer
+from sandbox.health_server import HealthServer
+from sandbox.repo import DROP_MIGRATION, INIT_MIGRATION, SandboxRepo, build_sandbox_repo, git
 
 PG_ADMIN_URL = os.environ.get("ROLLBACK_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 

@@ -15,11 +15,11 @@ import time
 from types import TracebackType
 from typing import Any
 
-from bot.sandbox._blockkit_limits import ActionIdScope
-from bot.sandbox._slack_chat import record_command_ack
-from bot.sandbox._slack_dispatch import Dispatcher
-from bot.sandbox._slack_http import BackgroundServer
-from bot.sandbox._slack_models import (
+from sandbox._blockkit_limits import ActionIdScope
+from sandbox._slack_chat import record_command_ack
+from sandbox._slack_dispatch import Dispatcher
+from sandbox._slack_http import BackgroundServer
+from sandbox._slack_models import (
     JSON,
     ApiError,
     Ephemeral,
@@ -30,9 +30,9 @@ from bot.sandbox._slack_models import (
     ResponseRecord,
     StoredMessage,
 )
-from bot.sandbox._slack_render import render_channel, render_view
-from bot.sandbox._slack_views import apply_view_response, view_payload
-from bot.sandbox._slack_workspace import Workspace
+from sandbox._slack_render import render_channel, render_view
+from sandbox._slack_views import apply_view_response, view_payload
+from sandbox._slack_workspace import Workspace
 
 __all__ = [
     "Ephemeral",

@@ -6,9 +6,9 @@ import json
 import time
 from typing import Any
 
-from bot.sandbox._blockkit_limits import Surface, view_errors
-from bot.sandbox._slack_models import JSON, ApiError, OpenedView, PublishedHome
-from bot.sandbox._slack_workspace import Workspace, decode_json_arg, error_metadata
+from sandbox._blockkit_limits import Surface, view_errors
+from sandbox._slack_models import JSON, ApiError, OpenedView, PublishedHome
+from sandbox._slack_workspace import Workspace, decode_json_arg, error_metadata
 
 MAX_VIEW_STACK = 3  # a modal plus two pushed views, per Slack's views.push documentation
 

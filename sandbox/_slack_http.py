@@ -15,7 +15,7 @@ from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-from bot.sandbox._slack_models import JSON, ApiError
+from sandbox._slack_models import JSON, ApiError
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ import html
 import re
 from typing import Any
 
-from bot.sandbox._slack_models import JSON, Ephemeral, StoredMessage
-from bot.sandbox._slack_workspace import Workspace
+from sandbox._slack_models import JSON, Ephemeral, StoredMessage
+from sandbox._slack_workspace import Workspace
 
 _INDENT = "    "
 _RULE = "─" * 60

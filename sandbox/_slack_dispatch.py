@@ -8,7 +8,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from bot.sandbox._slack_chat import (
+from sandbox._slack_chat import (
     chat_delete,
     chat_post_ephemeral,
     chat_post_message,
@@ -16,9 +16,9 @@ from bot.sandbox._slack_chat import (
     post_response,
     reactions_add,
 )
-from bot.sandbox._slack_http import Reply, Request, parse_call, parse_webhook_body
-from bot.sandbox._slack_models import JSON, ApiError, RecordedCall
-from bot.sandbox._slack_views import (
+from sandbox._slack_http import Reply, Request, parse_call, parse_webhook_body
+from sandbox._slack_models import JSON, ApiError, RecordedCall
+from sandbox._slack_views import (
     auth_test,
     conversations_info,
     conversations_join,
@@ -29,7 +29,7 @@ from bot.sandbox._slack_views import (
     views_push,
     views_update,
 )
-from bot.sandbox._slack_workspace import Workspace
+from sandbox._slack_workspace import Workspace
 
 Method = Callable[[Workspace, JSON], JSON]
 METHODS: dict[str, Method] = {

@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 
 import requests
 
-from bot.sandbox.slack_api import SlackApiStandIn
+from sandbox.slack_api import SlackApiStandIn
 
 JSON = dict[str, Any]
 FORM = "application/x-www-form-urlencoded"
