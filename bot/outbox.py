@@ -18,14 +18,11 @@ first one Slack cannot take now holds back the rest).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from bot.redact import redact_data
@@ -67,18 +64,13 @@ class Outbox:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    @contextmanager
-    def _tx(self) -> Iterator[Connection]:
-        with self.store.engine.begin() as conn:
-            yield conn
-
     # --- producers -----------------------------------------------------------------------------------
 
     def enqueue(self, notice: Notice) -> int | None:
         """Store a notice; returns its row id, or None if its dedupe key was seen before."""
         payload = json.dumps(redact_data(notice.payload), sort_keys=True)
         try:
-            with self._tx() as conn:
+            with self.store.transaction() as conn:
                 if notice.message_key is not None:
                     waiting = conn.execute(
                         sa.select(outbox.c.id)
@@ -118,7 +110,7 @@ class Outbox:
     def hold_lease(self, holder: str, *, ttl: timedelta, name: str = SENDER_LEASE) -> bool:
         """Take or renew the sender lease; True while `holder` has it. A dead holder's lease runs out."""
         moment = now()
-        with self._tx() as conn:
+        with self.store.transaction() as conn:
             taken = conn.execute(
                 leases.update()
                 .where(leases.c.name == name, sa.or_(leases.c.holder == holder, leases.c.until < iso(moment)))
@@ -127,19 +119,19 @@ class Outbox:
         if taken:
             return True
         try:
-            with self._tx() as conn:
+            with self.store.transaction() as conn:
                 conn.execute(leases.insert().values(name=name, holder=holder, until=iso(moment + ttl)))
         except IntegrityError:
             return False  # someone else holds it
         return True
 
     def release_lease(self, holder: str, *, name: str = SENDER_LEASE) -> None:
-        with self._tx() as conn:
+        with self.store.transaction() as conn:
             conn.execute(leases.delete().where(leases.c.name == name, leases.c.holder == holder))
 
     def due(self, *, limit: int = 50) -> list[OutboxRow]:
         """Pending rows in order, up to the first one that must wait (so order is kept)."""
-        with self._tx() as conn:
+        with self.store.transaction() as conn:
             rows = conn.execute(
                 outbox.select().where(outbox.c.state == "pending").order_by(outbox.c.id).limit(limit)
             ).mappings()
@@ -151,12 +143,12 @@ class Outbox:
         return found
 
     def pending_count(self) -> int:
-        with self._tx() as conn:
+        with self.store.transaction() as conn:
             return int(conn.execute(sa.select(sa.func.count()).where(outbox.c.state == "pending")).scalar_one())
 
     def mark_sent(self, row: OutboxRow) -> bool:
         """Sent; False if the row got a newer state meanwhile (it stays pending and goes out next)."""
-        with self._tx() as conn:
+        with self.store.transaction() as conn:
             return bool(
                 conn.execute(
                     outbox.update()
@@ -166,7 +158,7 @@ class Outbox:
             )
 
     def retry_later(self, row: OutboxRow, *, error: str, delay: timedelta) -> None:
-        with self._tx() as conn:
+        with self.store.transaction() as conn:
             conn.execute(
                 outbox.update()
                 .where(outbox.c.id == row.id)
@@ -175,7 +167,7 @@ class Outbox:
 
     def give_up(self, row: OutboxRow, *, error: str) -> None:
         """Slack will never take this one (unknown channel, invalid blocks): keep it, marked, for the record."""
-        with self._tx() as conn:
+        with self.store.transaction() as conn:
             conn.execute(
                 outbox.update()
                 .where(outbox.c.id == row.id)
@@ -184,7 +176,7 @@ class Outbox:
 
     def remember(self, key: str, message: SlackMessage) -> None:
         try:
-            with self._tx() as conn:
+            with self.store.transaction() as conn:
                 conn.execute(
                     slack_messages.insert().values(key=key, channel=message.channel, ts=message.ts, posted_at=iso())
                 )
@@ -192,13 +184,13 @@ class Outbox:
             pass  # already known: the first post of a key is the message
 
     def message(self, key: str) -> SlackMessage | None:
-        with self._tx() as conn:
+        with self.store.transaction() as conn:
             row = conn.execute(slack_messages.select().where(slack_messages.c.key == key)).first()
         return SlackMessage(channel=row.channel, ts=row.ts) if row else None
 
     def waiting_before(self, row: OutboxRow, key: str) -> bool:
         """Is the message `key` still to be posted by an earlier row (so `row` must wait for it)?"""
-        with self._tx() as conn:
+        with self.store.transaction() as conn:
             found = conn.execute(
                 sa.select(outbox.c.id).where(
                     outbox.c.message_key == key, outbox.c.state == "pending", outbox.c.id < row.id
@@ -211,7 +203,7 @@ class Outbox:
         query = sa.select(outbox.c.id, outbox.c.kind, outbox.c.state, outbox.c.last_error).order_by(outbox.c.id)
         if run_id is not None:
             query = query.where(outbox.c.run_id == run_id)
-        with self._tx() as conn:
+        with self.store.transaction() as conn:
             return [(int(r[0]), r[1], r[2], r[3]) for r in conn.execute(query)]
 
 

@@ -18,15 +18,13 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from bot.store import Store, iso, now, parse_iso
@@ -61,11 +59,6 @@ class Timers:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    @contextmanager
-    def _tx(self) -> Iterator[Connection]:
-        with self.store.engine.begin() as conn:
-            yield conn
-
     def schedule(
         self,
         key: str,
@@ -89,17 +82,17 @@ class Timers:
             "claimed_until": None,
         }
         try:
-            with self._tx() as conn:
+            with self.store.transaction() as conn:
                 conn.execute(timers.insert().values(key=key, created_at=iso(), fired=0, **values))
             return True
         except IntegrityError:
             if not replace:
                 return False
-        with self._tx() as conn:
+        with self.store.transaction() as conn:
             return bool(conn.execute(timers.update().where(timers.c.key == key).values(**values)).rowcount)
 
     def cancel(self, key: str) -> None:
-        with self._tx() as conn:
+        with self.store.transaction() as conn:
             conn.execute(
                 timers.update()
                 .where(timers.c.key == key, timers.c.state == "pending")
@@ -110,12 +103,12 @@ class Timers:
         query = timers.update().where(timers.c.run_id == run_id, timers.c.state == "pending")
         if kind is not None:
             query = query.where(timers.c.kind == kind.value)
-        with self._tx() as conn:
+        with self.store.transaction() as conn:
             conn.execute(query.values(state="cancelled", done_at=iso()))
 
     def due(self, *, limit: int = 50) -> list[Timer]:
         moment = iso()
-        with self._tx() as conn:
+        with self.store.transaction() as conn:
             rows = conn.execute(
                 timers.select()
                 .where(
@@ -131,7 +124,7 @@ class Timers:
     def claim(self, timer: Timer, *, holder: str) -> bool:
         """One conditional update: True for exactly one claimant of this occurrence."""
         moment = now()
-        with self._tx() as conn:
+        with self.store.transaction() as conn:
             return bool(
                 conn.execute(
                     timers.update()
@@ -155,7 +148,7 @@ class Timers:
             while following <= now():  # missed periods while down: one firing, then the next one ahead
                 following += timer.every
             values["due_at"] = iso(following)
-        with self._tx() as conn:
+        with self.store.transaction() as conn:
             conn.execute(
                 timers.update()
                 .where(timers.c.key == timer.key, timers.c.due_at == iso(timer.due_at), timers.c.claimed_by == holder)
@@ -164,7 +157,7 @@ class Timers:
 
     def release(self, timer: Timer, *, holder: str, retry_in: timedelta) -> None:
         """The handler failed: try this occurrence again a little later (by any replica)."""
-        with self._tx() as conn:
+        with self.store.transaction() as conn:
             conn.execute(
                 timers.update()
                 .where(timers.c.key == timer.key, timers.c.claimed_by == holder)
@@ -175,11 +168,11 @@ class Timers:
         query = timers.select().where(timers.c.state == "pending").order_by(timers.c.due_at)
         if run_id is not None:
             query = query.where(timers.c.run_id == run_id)
-        with self._tx() as conn:
+        with self.store.transaction() as conn:
             return [_timer(row) for row in conn.execute(query).mappings()]
 
     def fired(self, key: str) -> int:
-        with self._tx() as conn:
+        with self.store.transaction() as conn:
             found = conn.execute(sa.select(timers.c.fired).where(timers.c.key == key)).first()
         return int(found[0]) if found else 0
 

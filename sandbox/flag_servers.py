@@ -10,6 +10,9 @@ Every request is recorded (`requests`) so tests can check exactly what the bot s
 
 Four servers of ~80 lines each share one module (a little over the house's ~400 lines) so the sandbox,
 the demo and the tests have one place to import them from, next to the machinery they share.
+
+Size: four vendors' stand-ins (LaunchDarkly, Flagsmith, Unleash, webhook) over one small HTTP base, each
+about eighty lines; test world only, never shipped.
 """
 
 from __future__ import annotations

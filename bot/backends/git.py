@@ -4,6 +4,10 @@
 touched: only objects and `refs/remotes/<remote>/<branch>` are written), or the URL of the remote, which
 is cloned bare into `work_dir` on first use. Every push names its expected old value
 (`--force-with-lease=<ref>:<sha>`), so a push racing someone else's is refused instead of clobbering.
+
+Size: one class, because revert and force-push share the fetch, the lease-pinned push, the re-read of
+the remote and the retry-safety checks; splitting them would scatter the one invariant (never push over a
+remote that moved) across modules.
 """
 
 from __future__ import annotations

@@ -11,6 +11,9 @@ refused rather than adopted.
 
 The boto3 client is built from the standard AWS environment (AWS_PROFILE, AWS_ENDPOINT_URL,
 AWS_ENDPOINT_URL_RDS, AWS_ACCESS_KEY_ID, …): no endpoint or credentials are ever passed in here.
+
+Size: the snapshot and point-in-time paths share the retry-safe adoption of the run's own instance, the
+network carry-over and the wait; they are read together when reviewing what touches AWS.
 """
 
 from __future__ import annotations

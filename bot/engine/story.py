@@ -89,51 +89,27 @@ def header_notice(record: RunRecord, *, status: str, detail: str = "") -> Notice
     )
 
 
-def checklist_notice(record: RunRecord, items: Sequence[ChecklistRecord]) -> Notice | None:
+def _in_thread(record: RunRecord, kind: NoticeKind, payload: dict[str, Any], **where: str | None) -> Notice | None:
+    """A notice in the run's thread, or None when the run has no channel (a terminal run without --channel)."""
     channel = record.meta.get("channel")
     if not channel:
         return None
-    return Notice(
-        channel=channel,
-        kind=NoticeKind.CHECKLIST,
-        payload={"run_id": record.id, "items": [checklist_row(i) for i in items], "at": iso()},
-        run_id=record.id,
-        message_key=f"{run_key(record.id)}:checklist",
-        thread_key=run_key(record.id),
-    )
+    return Notice(channel=channel, kind=kind, payload=payload, run_id=record.id, thread_key=run_key(record.id), **where)
+
+
+def checklist_notice(record: RunRecord, items: Sequence[ChecklistRecord]) -> Notice | None:
+    payload = {"run_id": record.id, "items": [checklist_row(i) for i in items], "at": iso()}
+    return _in_thread(record, NoticeKind.CHECKLIST, payload, message_key=f"{run_key(record.id)}:checklist")
 
 
 def undo_flags_notice(record: RunRecord, *, turned_off: list[str], undone_by: str | None = None) -> Notice | None:
-    channel = record.meta.get("channel")
-    if not channel:
-        return None
-    return Notice(
-        channel=channel,
-        kind=NoticeKind.UNDO_FLAGS,
-        payload={
-            "run_id": record.id,
-            "plan_hash": record.plan_hash,
-            "turned_off": turned_off,
-            "undone_by": undone_by,
-        },
-        run_id=record.id,
-        message_key=f"{run_key(record.id)}:undo-flags",
-        thread_key=run_key(record.id),
-    )
+    payload = {"run_id": record.id, "plan_hash": record.plan_hash, "turned_off": turned_off, "undone_by": undone_by}
+    return _in_thread(record, NoticeKind.UNDO_FLAGS, payload, message_key=f"{run_key(record.id)}:undo-flags")
 
 
 def failure_notice(record: RunRecord, event: StepFailed, *, dedupe_key: str | None = None) -> Notice | None:
-    channel = record.meta.get("channel")
-    if not channel:
-        return None
-    return Notice(
-        channel=channel,
-        kind=NoticeKind.FAILURE,
-        payload={"run_id": record.id, "plan_hash": record.plan_hash, "event": event_payload(event)},
-        run_id=record.id,
-        thread_key=run_key(record.id),
-        dedupe_key=dedupe_key,
-    )
+    payload = {"run_id": record.id, "plan_hash": record.plan_hash, "event": event_payload(event)}
+    return _in_thread(record, NoticeKind.FAILURE, payload, dedupe_key=dedupe_key)
 
 
 def stakeholder_notices(

@@ -4,6 +4,10 @@ One code path for SQLite (the embedded default) and PostgreSQL (several replicas
 through SQLAlchemy Core. Every state change that must happen once — taking a lock, starting a run,
 claiming a step, ticking a checklist item — is a single conditional write whose row count says
 whether this caller won, so a double click, a Slack retry or a second replica cannot do it twice.
+
+Size: the Store class is the one place every conditional write lives (runs, steps, locks, checklist,
+once-keys); keeping them side by side makes the "changed once" rule reviewable in one read. Timers and the
+outbox have their own modules (bot/timers.py, bot/outbox.py).
 """
 
 from __future__ import annotations
@@ -69,7 +73,8 @@ class Store:
         self.engine.dispose()
 
     @contextmanager
-    def _tx(self) -> Iterator[Connection]:
+    def transaction(self) -> Iterator[Connection]:
+        """One transaction on the store, for the store's own modules (timers, outbox): committed on exit."""
         with self.engine.begin() as conn:
             yield conn
 
@@ -88,7 +93,7 @@ class Store:
         meta: dict[str, Any] | None = None,
     ) -> RunRecord:
         run_id = new_run_id(env)
-        with self._tx() as conn:
+        with self.transaction() as conn:
             conn.execute(
                 runs.insert().values(
                     id=run_id,
@@ -106,7 +111,7 @@ class Store:
         return self.get_run(run_id)
 
     def get_run(self, run_id: str) -> RunRecord:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             row = conn.execute(runs.select().where(runs.c.id == run_id)).mappings().first()
         if row is None:
             raise RunNotFound(f"no run {run_id!r}", hint="see `rollback-bot history` for run IDs")
@@ -118,24 +123,24 @@ class Store:
             query = query.where(runs.c.env == env)
         if statuses:
             query = query.where(runs.c.status.in_(list(statuses)))
-        with self._tx() as conn:
+        with self.transaction() as conn:
             return [_run(row) for row in conn.execute(query).mappings()]
 
     def transition(self, run_id: str, *, from_: Sequence[str], to: str, **values: Any) -> bool:
         """Move a run to `to` only if it is in one of `from_`; True if this call made the change."""
         values = _run_values(values)
-        with self._tx() as conn:
+        with self.transaction() as conn:
             result = conn.execute(
                 runs.update().where(runs.c.id == run_id, runs.c.status.in_(list(from_))).values(status=to, **values)
             )
         return result.rowcount == 1
 
     def update_run(self, run_id: str, **values: Any) -> None:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             conn.execute(runs.update().where(runs.c.id == run_id).values(**_run_values(values)))
 
     def merge_meta(self, run_id: str, extra: dict[str, Any]) -> dict[str, Any]:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             row = conn.execute(sa.select(runs.c.meta).where(runs.c.id == run_id)).first()
             meta = {**json.loads(row[0] if row else "{}"), **extra}
             conn.execute(runs.update().where(runs.c.id == run_id).values(meta=json.dumps(meta)))
@@ -144,7 +149,7 @@ class Store:
     # --- steps --------------------------------------------------------------------------------------
 
     def init_steps(self, run_id: str, names: Sequence[str]) -> None:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             existing = {row[0] for row in conn.execute(sa.select(steps.c.name).where(steps.c.run_id == run_id))}
             for position, name in enumerate(names):
                 if name not in existing:
@@ -154,7 +159,7 @@ class Store:
 
     def claim_step(self, run_id: str, name: str) -> bool:
         """Mark a pending (or failed, for a retry) step running; False if someone else already did."""
-        with self._tx() as conn:
+        with self.transaction() as conn:
             result = conn.execute(
                 steps.update()
                 .where(steps.c.run_id == run_id, steps.c.name == name, steps.c.status.in_(["pending", "failed"]))
@@ -167,7 +172,7 @@ class Store:
     def finish_step(
         self, run_id: str, name: str, *, status: str, summary: str = "", details: dict[str, Any] | None = None
     ) -> None:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             conn.execute(
                 steps.update()
                 .where(steps.c.run_id == run_id, steps.c.name == name)
@@ -182,7 +187,7 @@ class Store:
 
     def note_step(self, run_id: str, name: str, details: dict[str, Any]) -> None:
         """Journal what a running step learned before it changes anything (e.g. flag states)."""
-        with self._tx() as conn:
+        with self.transaction() as conn:
             conn.execute(
                 steps.update()
                 .where(steps.c.run_id == run_id, steps.c.name == name)
@@ -190,7 +195,7 @@ class Store:
             )
 
     def skip_step(self, run_id: str, name: str, *, summary: str) -> bool:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             result = conn.execute(
                 steps.update()
                 .where(steps.c.run_id == run_id, steps.c.name == name, steps.c.status.in_(["pending", "failed"]))
@@ -199,7 +204,7 @@ class Store:
         return result.rowcount == 1
 
     def steps(self, run_id: str) -> list[StepRecord]:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             rows = conn.execute(steps.select().where(steps.c.run_id == run_id).order_by(steps.c.position))
             return [
                 StepRecord(
@@ -224,7 +229,7 @@ class Store:
     def record(
         self, *, actor: str, action: str, run_id: str | None = None, env: str | None = None, detail: str = ""
     ) -> None:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             conn.execute(
                 audit.insert().values(
                     at=iso(),
@@ -240,7 +245,7 @@ class Store:
         query = audit.select().order_by(audit.c.id).limit(limit)
         if run_id:
             query = query.where(audit.c.run_id == run_id)
-        with self._tx() as conn:
+        with self.transaction() as conn:
             return [
                 AuditEntry(
                     at=datetime.fromisoformat(row.at),
@@ -258,7 +263,7 @@ class Store:
     def acquire_lock(self, env: str, *, run_id: str, holder: str) -> None:
         """Take the environment's lock for `run_id`, or raise LockHeld naming who has it."""
         try:
-            with self._tx() as conn:
+            with self.transaction() as conn:
                 conn.execute(locks.insert().values(env=env, run_id=run_id, holder=holder, acquired_at=iso()))
         except IntegrityError:
             current = self.lock_for(env)
@@ -275,11 +280,11 @@ class Store:
         return None
 
     def release_lock(self, env: str, *, run_id: str) -> None:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             conn.execute(locks.delete().where(locks.c.env == env, locks.c.run_id == run_id))
 
     def lock_for(self, env: str) -> LockRecord | None:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             row = conn.execute(locks.select().where(locks.c.env == env)).first()
         if row is None:
             return None
@@ -303,7 +308,7 @@ class Store:
         created_by: str,
         dump_sha256: str | None = None,
     ) -> RestorePoint:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             result = conn.execute(
                 restore_points.insert().values(
                     env=env,
@@ -324,7 +329,7 @@ class Store:
         query = (
             restore_points.select().where(restore_points.c.env == env).order_by(restore_points.c.id.desc()).limit(limit)
         )
-        with self._tx() as conn:
+        with self.transaction() as conn:
             return [
                 RestorePoint(
                     id=row.id,
@@ -348,7 +353,7 @@ class Store:
 
     def add_checklist(self, run_id: str, items: Sequence[tuple[str, str, str]]) -> None:
         """Items as (item_id, phase, text), in order; adding twice is harmless."""
-        with self._tx() as conn:
+        with self.transaction() as conn:
             existing = {
                 row[0] for row in conn.execute(sa.select(checklist.c.item_id).where(checklist.c.run_id == run_id))
             }
@@ -361,7 +366,7 @@ class Store:
                     )
 
     def checklist(self, run_id: str) -> list[ChecklistRecord]:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             rows = conn.execute(checklist.select().where(checklist.c.run_id == run_id).order_by(checklist.c.position))
             return [
                 ChecklistRecord(
@@ -378,7 +383,7 @@ class Store:
 
     def mark_done(self, run_id: str, item_id: str, *, by: str) -> bool:
         """Tick an item; False if it was already done (the first person to tick it keeps the credit)."""
-        with self._tx() as conn:
+        with self.transaction() as conn:
             result = conn.execute(
                 checklist.update()
                 .where(
@@ -395,7 +400,7 @@ class Store:
     def first_time(self, key: str) -> bool:
         """True the first time a key is seen, False ever after (across threads and replicas)."""
         try:
-            with self._tx() as conn:
+            with self.transaction() as conn:
                 conn.execute(once_keys.insert().values(key=key[:200], at=iso()))
         except IntegrityError:
             return False
