@@ -31,7 +31,7 @@ from bot.outbox import Outbox
 from bot.process_identity import current_process
 from bot.services import Services
 from bot.timers import TimerPoller, Timers
-from handlers import SlackContext, register
+from handlers import SlackContext, check_shape, register
 from handlers.context import TrackedExecutor
 from handlers.outbox_sender import OutboxSender, sender_client
 
@@ -84,6 +84,7 @@ def create_app(
         token_verification_enabled=False,
         raise_error_for_unhandled_request=False,
         listener_executor=listeners,
+        before_authorize=check_shape,  # malformed payloads are answered 400 before anything reads them
     )
     ctx = SlackContext(
         services=services,
@@ -147,7 +148,10 @@ def wsgi_app(app: App, *, deploy_hook: WSGIApp | None = None) -> WSGIApp:
             bolt_request = BoltRequest(
                 body=request.get_body(), query=request.query_string, headers=request.get_headers()
             )
-        except (ValueError, TypeError, KeyError, UnicodeDecodeError):
+        except Exception as error:  # whatever Bolt trips on while parsing it, the body is at fault
+            # Bolt parses the body (and reads ids out of it) before it checks the signature, so this is
+            # also what an unsigned body that is not a Slack payload at all gets; nothing of it is logged.
+            log.warning("refused a malformed Slack request (400): Bolt could not read it (%s)", type(error).__name__)
             return reply(start_response, "400 Bad Request", b"malformed Slack request")
         response = app.dispatch(bolt_request)
         wsgi_response = WsgiHttpResponse(status=response.status, headers=response.headers, body=response.body)

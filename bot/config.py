@@ -154,8 +154,10 @@ class HealthSettings(_Strict):
     expect_status: int = Field(default=200, ge=100, le=599)
     timeout: Duration = timedelta(seconds=5)
     attempts: int = Field(default=10, ge=1, le=1000)
-    interval: Duration = timedelta(seconds=3)
+    interval: Duration = timedelta(seconds=3)  # after a failed try, before the next
     consecutive: int = Field(default=2, ge=1, le=100)
+    # After a passing try, before the next one of the streak: short, so a healthy app costs no waiting.
+    pass_interval: Duration = timedelta(milliseconds=250)
 
     @field_validator("url")
     @classmethod

@@ -24,21 +24,3 @@ def parse_duration(text: str) -> timedelta:
     if position != len(cleaned):
         raise ValueError(f'"{text}" is not a duration like "90s", "15m", "2h" or "1h30m"')
     return timedelta(seconds=seconds)
-
-
-def format_duration(delta: timedelta | float) -> str:
-    """Short human form: 4s, 2m 05s, 3h 12m, 2d 4h."""
-    total = delta.total_seconds() if isinstance(delta, timedelta) else float(delta)
-    if total < 10:
-        return f"{total:.1f}s"
-    whole = round(total)
-    if whole < 60:
-        return f"{whole}s"
-    minutes, secs = divmod(whole, 60)
-    if minutes < 60:
-        return f"{minutes}m {secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours}h {minutes:02d}m"
-    days, hours = divmod(hours, 24)
-    return f"{days}d {hours}h"

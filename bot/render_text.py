@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.durations import format_duration
+from bot import format as fmt
 from bot.engine.checklist import PHASE_TITLES, PHASES
 from bot.engine.plan import Plan
 from bot.engine.run_status import RunView
@@ -112,7 +112,7 @@ def timeline_markdown(
         f"- **Code:** {plan.code}; **database:** {plan.database.action}",
     ]
     if record.started_at and record.finished_at:
-        lines.append(f"- **Duration:** {format_duration(record.finished_at - record.started_at)}")
+        lines.append(f"- **Duration:** {fmt.duration(record.finished_at - record.started_at)}")
     lines += ["", "## Timeline (UTC)", "", "| time | who | what | detail |", "|---|---|---|---|"]
     for entry in trail:
         detail = entry.detail.replace("|", "\\|").replace("\n", " ")

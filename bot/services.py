@@ -1,4 +1,7 @@
-"""Builds the store and the backends from settings, once, for the CLI and the Slack app alike."""
+"""Builds the store and the backends from settings, once, for the CLI and the Slack app alike.
+
+Backends are imported when first used, not here: `rollback-bot status` never loads boto3, git or requests.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +12,6 @@ from pathlib import Path
 
 from bot.artifacts import ArtifactStore, open_artifact_store
 from bot.backends.base import CodeRepo, Database, FlagProvider, HealthChecker, RdsRestorer
-from bot.backends.databases import open_database
-from bot.backends.flags import open_flag_provider
-from bot.backends.git import GitRepo
-from bot.backends.health import HttpHealthChecker
-from bot.backends.rds import RdsRestore
 from bot.config import LoadedConfig, load_config
 from bot.errors import PreconditionFailed
 from bot.redact import register_secret
@@ -24,7 +22,7 @@ from bot.store import Store
 class Services:
     config: LoadedConfig
     store: Store
-    health: HealthChecker = field(default_factory=HttpHealthChecker)
+    health_checker: HealthChecker | None = None  # built when a run first checks health
     _repos: dict[str, CodeRepo] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _artifacts: ArtifactStore | None = None
@@ -36,10 +34,20 @@ class Services:
                 self._artifacts = open_artifact_store(self.config.artifact_location)
             return self._artifacts
 
+    @property
+    def health(self) -> HealthChecker:
+        if self.health_checker is None:
+            from bot.backends.health import HttpHealthChecker
+
+            self.health_checker = HttpHealthChecker()
+        return self.health_checker
+
     def repo(self, env: str) -> CodeRepo:
         settings = self.config.environment(env)
         with self._lock:
             if env not in self._repos:
+                from bot.backends.git import GitRepo
+
                 self._repos[env] = GitRepo(
                     repo=self.config.repo_location(settings),
                     remote=settings.remote,
@@ -60,6 +68,8 @@ class Services:
                 hint=f"export {settings.url_env}=… (the config names the variable, never the URL)",
             )
         register_secret(url)
+        from bot.backends.databases import open_database
+
         return open_database(engine=settings.engine, url=url)
 
     def flag_providers(self, env: str) -> list[FlagProvider]:
@@ -73,6 +83,8 @@ class Services:
                     hint=f"export {flag.api_key_env}=… or run with --no-flags",
                 )
             register_secret(api_key)
+            from bot.backends.flags import open_flag_provider
+
             providers.append(open_flag_provider(flag, api_key=api_key, index=index))
         return providers
 
@@ -80,6 +92,8 @@ class Services:
         settings = self.config.environment(env).rds
         if settings is None:
             return None
+        from bot.backends.rds import RdsRestore
+
         return RdsRestore(region=settings.region, instance_class=settings.instance_class)
 
     def dump_override(self, env: str) -> Path | None:

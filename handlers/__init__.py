@@ -1,4 +1,11 @@
-"""Slack listeners and Block Kit. `register(app, ctx)` wires them all onto a Bolt app."""
+"""Slack listeners and Block Kit. `register(app, ctx)` wires them all onto a Bolt app.
+
+A request meets, in order: Bolt's signature check; `handlers.payloads.check_shape` (malformed → 400,
+passed to the App as `before_authorize`); `ignore_slack_retries`; a listener's guard
+(handlers.guards: its run loaded, the act allowed by the engine); the listener (ack → parse → engine
+or hand-off → render). Expected refusals are answered through handlers.errors; `on_error` below is
+the one path for what nobody expected.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +15,12 @@ from typing import Any
 from slack_bolt import App, BoltResponse
 
 from handlers.context import SlackContext
+from handlers.errors import UNEXPECTED, reply_to
+from handlers.payloads import check_shape
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SlackContext", "register"]
+__all__ = ["SlackContext", "check_shape", "register"]
 
 
 def register(app: App, ctx: SlackContext) -> None:
@@ -30,7 +39,11 @@ def register(app: App, ctx: SlackContext) -> None:
     home.register(app, ctx)
 
     @app.error
-    def on_error(error: Exception, body: dict[str, Any]) -> BoltResponse:
-        # The one place an unexpected error becomes an answer: logged in full, a short reply, never a 5xx.
+    def on_error(error: Exception, body: Any, response: BoltResponse | None, respond: Any) -> BoltResponse | None:
+        # What nobody expected: logged in full once, a short answer to the person, never a 5xx.
         log.error("unhandled error in a Slack listener", exc_info=error)
-        return BoltResponse(status=200, body="Sorry, something went wrong on our side; it has been logged.")
+        if response is None:  # the listener had acked already: the apology goes where its answers would
+            if isinstance(body, dict):
+                reply_to(body, respond=respond, client=ctx.client).error(error, hint="see `/rollback status`")
+            return None
+        return BoltResponse(status=200, body=UNEXPECTED)

@@ -1,138 +1,93 @@
-"""Buttons: confirm, cancel, edit, retry / skip / abort, checklist done. Ack, check, hand off, render."""
+"""Buttons: confirm, cancel, edit, retry / skip / abort, undo flags, checklist done.
+
+Each listener reads ack → parse → engine (or hand off) → render. The button's run was loaded and the
+act allowed by the engine in its guard (handlers.guards) before the listener runs; a refusal was
+answered there, so a listener only ever sees a click it may carry out.
+"""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-from slack_bolt import Ack, App, Respond
-from slack_sdk import WebClient
+from slack_bolt import Ack, App, BoltContext
 
 from bot.engine import lifecycle
 from bot.engine.approval import risky_choices
-from bot.engine.lifecycle import Decision
+from bot.engine.lifecycle import Act, Decision
 from bot.engine.plan import Plan
-from bot.errors import NotAllowed, RollbackError
 from handlers import blocks
-from handlers.background import approve_and_start, mark_closed, notify_checklist, put_flags_back, resume
+from handlers.background import RUN_HINT, approve_and_start, cancel_plan, notify_checklist, put_flags_back, resume
 from handlers.context import SlackContext
-from handlers.ids import Action, parse_run_value
+from handlers.guards import allowed, approvable, checklist_item, editable, on_click, target
+from handlers.ids import Action, run_value
 
 
 def register(app: App, ctx: SlackContext) -> None:
-    store = ctx.services.store
-
-    def tell_via(respond: Respond) -> Any:
-        def tell(reply: list[dict[str, Any]], text: str) -> None:
-            respond(response_type="ephemeral", replace_original=False, text=text, blocks=reply)
-
-        return tell
-
-    def refuse(respond: Respond, error: RollbackError) -> None:
-        tell_via(respond)(blocks.error_blocks(message=error.message, hint=error.hint), error.message)
-
-    @app.action(Action.CONFIRM.value)
-    def confirm(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, client: WebClient) -> None:
+    @app.action(Action.CONFIRM.value, middleware=[on_click(ctx, approvable)])
+    def confirm(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
         ack()
-        user = body["user"]["id"]
-        try:
-            run_id, plan_hash = parse_run_value(action.get("value", ""))
-            record = lifecycle.check_can_approve(ctx.services, run_id, actor=ctx.actor(user), plan_hash=plan_hash)
-        except RollbackError as error:
-            refuse(respond, error)
-            return
-        risks = risky_choices(Plan.from_dict(record.plan))
-        if risks:
-            client.views_open(
-                trigger_id=body["trigger_id"],
-                view=blocks.typed_confirmation_modal(env=record.env, risks=risks, private_metadata=action["value"]),
+        click = target(context)
+        risks = risky_choices(Plan.from_dict(click.run.plan))
+        if risks:  # the approver types the environment's name first (handlers.views.typed_confirmation)
+            modal = blocks.typed_confirmation_modal(
+                env=click.run.env, risks=risks, private_metadata=run_value(click.run.id, click.key)
             )
+            ctx.open_modal(trigger_id=body["trigger_id"], view=modal, reply=click.reply)
             return
-        ctx.submit(approve_and_start, ctx, run_id, approver=user, plan_hash=plan_hash, tell=tell_via(respond))
-
-    @app.action(Action.CANCEL.value)
-    def cancel(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
-        ack()
-        user = body["user"]["id"]
-        try:
-            run_id, _ = parse_run_value(action.get("value", ""))
-            lifecycle.cancel(ctx.services, run_id, actor=ctx.actor(user))
-        except RollbackError as error:
-            refuse(respond, error)
-            return
-        ctx.submit(mark_closed, ctx, run_id, status="cancelled", detail=f"cancelled by <@{user}>")
-
-    @app.action(Action.EDIT.value)
-    def edit(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, client: WebClient) -> None:
-        ack()
-        try:
-            run_id, _ = parse_run_value(action.get("value", ""))
-            record = store.get_run(run_id)
-            if record.status != "planned":
-                raise NotAllowed(f"this rollback is already {record.status}; it can no longer be edited")
-        except RollbackError as error:
-            refuse(respond, error)
-            return
-        plan = record.plan
-        client.views_open(
-            trigger_id=body["trigger_id"],
-            view=blocks.options_modal(
-                environments=sorted(ctx.services.config.settings.environments),
-                initial_env=record.env,
-                initial={
-                    "to": plan["target"]["sha"][:12],
-                    "code": plan["code"],
-                    "db": plan["database"]["action"],
-                    "no_flags": not plan["flags"],
-                    "dry_run": plan["dry_run"],
-                },
-                private_metadata=f"{record.meta.get('channel', '')}|{run_id}",
-            ),
+        ctx.hand_off(
+            click.reply, approve_and_start, ctx, click.run.id, approver=click.user, plan_hash=click.key, hint=RUN_HINT
         )
 
-    def approver_run(action: dict[str, Any], *, user: str, act: lifecycle.Act) -> str:
-        """The run a button belongs to, if the button is current and the engine lets this person act."""
-        run_id, plan_hash = parse_run_value(action.get("value", ""))
-        record = store.get_run(run_id)
-        if plan_hash != record.plan_hash:
-            raise NotAllowed("this button belongs to another plan")
-        lifecycle.authorize(ctx.services, record, actor=ctx.actor(user), act=act)
-        return run_id
+    @app.action(Action.CANCEL.value, middleware=[on_click(ctx, allowed(Act.CANCEL))])
+    def cancel(ack: Ack, context: BoltContext) -> None:
+        ack()
+        click = target(context)
+        ctx.hand_off(click.reply, cancel_plan, ctx, click.run.id, user=click.user)
 
-    def decision_handler(decision: Decision) -> Any:
-        def handle(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
+    @app.action(Action.EDIT.value, middleware=[on_click(ctx, editable)])
+    def edit(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
+        ack()
+        click = target(context)
+        record, plan = click.run, click.run.plan
+        modal = blocks.options_modal(
+            environments=sorted(ctx.services.config.settings.environments),
+            initial_env=record.env,
+            initial={
+                "to": plan["target"]["sha"][:12],
+                "code": plan["code"],
+                "db": plan["database"]["action"],
+                "no_flags": not plan["flags"],
+                "dry_run": plan["dry_run"],
+            },
+            private_metadata=f"{record.meta.get('channel', '')}|{record.id}",  # the new plan replaces this one
+        )
+        ctx.open_modal(trigger_id=body["trigger_id"], view=modal, reply=click.reply)
+
+    def decision(move: Decision) -> None:
+        @app.action(MOVES[move].value, middleware=[on_click(ctx, allowed(Act(move.value)))])
+        def decide(ack: Ack, context: BoltContext) -> None:
             ack()
-            user = body["user"]["id"]
-            try:
-                run_id = approver_run(action, user=user, act=lifecycle.Act(decision.value))
-            except RollbackError as error:
-                refuse(respond, error)
-                return
-            ctx.submit(resume, ctx, run_id, decision=decision, actor=user, tell=tell_via(respond))
+            click = target(context)
+            ctx.hand_off(click.reply, resume, ctx, click.run.id, decision=move, actor=click.user, hint=RUN_HINT)
 
-        return handle
+    for move in MOVES:
+        decision(move)
 
-    app.action(Action.RETRY.value)(decision_handler(Decision.RETRY))
-    app.action(Action.SKIP.value)(decision_handler(Decision.SKIP))
-    app.action(Action.ABORT.value)(decision_handler(Decision.ABORT))
-
-    @app.action(Action.UNDO_FLAGS.value)
-    def undo_flags(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
+    @app.action(Action.UNDO_FLAGS.value, middleware=[on_click(ctx, allowed(Act.UNDO_FLAGS))])
+    def undo_flags(ack: Ack, context: BoltContext) -> None:
         ack()
-        user = body["user"]["id"]
-        try:
-            run_id = approver_run(action, user=user, act=lifecycle.Act.UNDO_FLAGS)
-        except RollbackError as error:
-            refuse(respond, error)
-            return
-        ctx.submit(put_flags_back, ctx, run_id, actor=user, tell=tell_via(respond))
+        click = target(context)
+        ctx.hand_off(click.reply, put_flags_back, ctx, click.run.id, actor=click.user, reply=click.reply)
 
-    @app.action(re.compile(rf"^{Action.CHECKLIST_DONE.value}:"))
-    def checklist_done(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
+    @app.action(re.compile(rf"^{Action.CHECKLIST_DONE.value}:"), middleware=[on_click(ctx, checklist_item)])
+    def checklist_done(ack: Ack, context: BoltContext) -> None:
         ack()
-        user = body["user"]["id"]
-        run_id, _, item_id = action.get("value", "").partition("|")
-        if not lifecycle.complete_checklist_item(ctx.services, run_id, item_id, actor=ctx.actor(user)):
-            respond(response_type="ephemeral", replace_original=False, text="That item was already done.")
+        click = target(context)
+        if not lifecycle.complete_checklist_item(ctx.services, click.run.id, click.key, actor=ctx.actor(click.user)):
+            click.reply.say("That item was already done.")
             return
-        ctx.submit(notify_checklist, ctx, run_id)
+        ctx.submit(notify_checklist, ctx, click.run.id)
+
+
+MOVES = {Decision.RETRY: Action.RETRY, Decision.SKIP: Action.SKIP, Decision.ABORT: Action.ABORT}

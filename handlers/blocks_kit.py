@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from bot import format as fmt
 from bot.redact import redact
 
 Block = dict[str, Any]
@@ -105,17 +106,8 @@ def day_hhmm(moment: datetime) -> str:
 
 
 def ago(delta: timedelta) -> str:
-    """Plain words for people: "a few minutes", "12 minutes", "2 hours", "3 days"."""
-    seconds = max(delta.total_seconds(), 0)
-    if seconds < 180:
-        return "a few minutes"
-    minutes = round(seconds / 60)
-    if minutes < 90:
-        return f"{minutes} minutes"
-    hours = round(seconds / 3600)
-    if hours < 36:
-        return f"{hours} hours"
-    return f"{round(seconds / 86400)} days"
+    """Plain words for people: "a few minutes", "12 minutes", "2 hours", "3 days" (bot.format.in_words)."""
+    return fmt.in_words(delta)
 
 
 def join_fitting(lines: Sequence[str], *, limit: int, more: Callable[[int], str] = lambda n: f"…and {n} more") -> str:

@@ -6,10 +6,11 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from bot import format as fmt
 from bot.backends.base import HealthResult
-from bot.durations import format_duration
 from bot.engine.checklist import PHASE_TITLES, PHASES
 from bot.engine.events import RunFinished, StepFailed
+from bot.progress import slack_line
 from bot.redact import redact
 from bot.store import ChecklistRecord
 from handlers import ids
@@ -146,16 +147,27 @@ def step_blocks(
     duration_s: float | None,
     progress: str = "",
     details: dict[str, Any] | None = None,
+    done: float | None = None,
+    total: float | None = None,
+    unit: str | None = None,
+    left_s: float | None = None,
 ) -> list[Block]:
-    """One step's message in the thread: ⏳ while it runs, then ✅ / ⏭ / ❌ with what it did."""
+    """One step's message in the thread: ⏳ while it runs, then ✅ / ⏭ / ❌ with what it did.
+
+    While it runs: what it is doing (`progress`) and, when the backend measures it, a compact bar
+    ("▰▰▰▰▱▱▱▱▱▱ 42% · 120/268 objects · ~12s left"; `left_s` estimated when the measure was taken).
+    """
     icon = STEP_ICONS.get(status, "•")
-    took = f" · {format_duration(duration_s)}" if duration_s is not None else ""
+    took = f" · {fmt.duration(duration_s)}" if duration_s is not None else ""
     line = f"{icon} *{esc(one_line(title))}*: {STEP_WORDS.get(status, esc(status))}{took}"
     if summary:
         line += f"\n{esc(summary)}"
     blocks: list[Block] = [section(line)]
-    if progress and status == "running":
-        blocks.append(context(f"_{esc(one_line(progress))}_"))
+    if status == "running":
+        bar = slack_line(done, total, unit, left_s=left_s) if done is not None else ""
+        said = [text for text in (esc(bar), f"_{esc(one_line(progress))}_" if progress else "") if text]
+        if said:
+            blocks.append(context("\n".join(said)))
     details = details or {}
     fields, bullets = _detail_lines(details)
     if fields:
@@ -174,7 +186,7 @@ def step_blocks(
 def failure_blocks(*, run_id: str, plan_hash: str, event: StepFailed) -> list[Block]:
     """The step that failed, why, where everything stands, and only the next moves the engine offers."""
     title = esc(one_line(event.title))
-    took = f" after {format_duration(event.duration_s)}" if event.duration_s else ""
+    took = f" after {fmt.duration(event.duration_s)}" if event.duration_s else ""
     text = f"❌ *{title} failed*{took}\n*Error*: {esc(event.error)}"
     if event.hint:
         text += f"\n*What to try*: {esc(event.hint)}"
@@ -274,7 +286,7 @@ def _grouped_phase(run_id: str, title: str, members: Sequence[ChecklistRecord]) 
 
 def finished_blocks(*, event: RunFinished) -> list[Block]:
     """The run's last word in the thread: outcome, how long, health."""
-    took = format_duration(event.duration_s)
+    took = fmt.duration(event.duration_s)
     env = esc(event.env)
     if event.dry_run:
         text = f"🧪 *Dry run of {env} {esc(event.outcome)}* in {took}: nothing was changed."

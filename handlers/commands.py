@@ -1,4 +1,4 @@
-"""`/rollback`: ack at once, parse, hand slow work to the executor, render. Nothing else."""
+"""`/rollback`: parse, ack (the ack carries quick answers and refusals), hand slow work off, render."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
 from bot.engine import lifecycle
-from bot.engine.plan import RollbackRequest
 from bot.errors import RollbackError
 from handlers import blocks, grammar
-from handlers.background import check_and_plan, mark_closed
+from handlers.background import cancel_waiting, start_planning
 from handlers.context import SlackContext
+from handlers.errors import ack_error, reply_to
 
 
 def register(app: App, ctx: SlackContext) -> None:
@@ -22,12 +22,9 @@ def register(app: App, ctx: SlackContext) -> None:
         try:
             parsed = grammar.parse(command.get("text", ""))
         except RollbackError as error:
-            ack(
-                response_type="ephemeral",
-                text=error.message,
-                blocks=blocks.error_blocks(message=error.message, hint=error.hint),
-            )
+            ack_error(ack, error)  # a slash command's ack is its first answer: the refusal rides on it
             return
+        reply = reply_to(command, respond=respond, client=client)
         envs = sorted(ctx.services.config.settings.environments)
         if parsed.kind == "help":
             ack(response_type="ephemeral", text=grammar.USAGE, blocks=blocks.help_blocks(environments=envs))
@@ -35,59 +32,16 @@ def register(app: App, ctx: SlackContext) -> None:
             ack(response_type="ephemeral", text=_runs_text(ctx, parsed.kind))
         elif parsed.kind == "cancel":
             ack(response_type="ephemeral", text="Cancelling…")
-            ctx.submit(_cancel, ctx, run_id=parsed.run_id, user=user, channel=channel, respond=respond)
+            ctx.hand_off(reply, cancel_waiting, ctx, run_id=parsed.run_id, user=user, channel=channel, reply=reply)
         elif parsed.kind == "modal":
             ack()
-            client.views_open(
-                trigger_id=command["trigger_id"],
-                view=blocks.options_modal(environments=envs, private_metadata=channel),
-            )
+            modal = blocks.options_modal(environments=envs, private_metadata=channel)
+            ctx.open_modal(trigger_id=command["trigger_id"], view=modal, reply=reply)
         else:
             dry = " (dry run)" if parsed.dry_run else ""
             ack(response_type="ephemeral", text=f"Got it: checking and planning a rollback of {parsed.env}{dry}…")
-            request = RollbackRequest(
-                env=parsed.env or "",
-                requested_by=user,
-                to=parsed.to,
-                code=parsed.code,
-                db=parsed.db,
-                flags=parsed.flags,
-                dry_run=parsed.dry_run,
-                source="slack",
-            )
-
-            def tell(reply: list[dict[str, Any]], text: str) -> None:
-                respond(response_type="ephemeral", replace_original=False, text=text, blocks=reply)
-
-            ctx.submit(
-                check_and_plan, ctx, request, channel=channel, channel_name=command.get("channel_name", ""), tell=tell
-            )
-
-
-def _cancel(ctx: SlackContext, *, run_id: str | None, user: str, channel: str, respond: Respond) -> None:
-    store = ctx.services.store
-    if run_id is None:
-        waiting = [r for r in store.list_runs(limit=50, statuses=("planned",)) if r.meta.get("channel") == channel]
-        if not waiting:
-            respond(
-                response_type="ephemeral",
-                replace_original=False,
-                text="There is no plan waiting for approval in this channel.",
-            )
-            return
-        run_id = waiting[0].id
-    try:
-        lifecycle.cancel(ctx.services, run_id, actor=ctx.actor(user))
-    except RollbackError as error:
-        respond(
-            response_type="ephemeral",
-            replace_original=False,
-            text=error.message,
-            blocks=blocks.error_blocks(message=error.message, hint=error.hint),
-        )
-        return
-    mark_closed(ctx, run_id, status="cancelled", detail=f"cancelled by <@{user}>")
-    respond(response_type="ephemeral", replace_original=False, text=f"Cancelled {run_id}: nothing was changed.")
+            channel_name = command.get("channel_name", "")
+            start_planning(ctx, parsed, user=user, channel=channel, channel_name=channel_name, reply=reply)
 
 
 def _runs_text(ctx: SlackContext, kind: str) -> str:

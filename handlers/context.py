@@ -14,9 +14,11 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.engine.run_status import Actor
+from bot.errors import PreconditionFailed
 from bot.outbox import Notice, Outbox
 from bot.services import Services
 from bot.timers import TimerPoller
+from handlers.errors import Reply, answered
 from handlers.outbox_sender import OutboxSender
 
 log = logging.getLogger(__name__)
@@ -98,6 +100,35 @@ class SlackContext:
     def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
         """Run slow work (git fetch, the rollback itself) on the bot's own executor, never Bolt's threads."""
         return self.executor.submit(_logged, fn, *args, **kwargs)
+
+    def hand_off(self, reply: Reply, fn: Callable[..., Any], /, *args: Any, hint: str = "", **kwargs: Any) -> None:
+        """After the ack: run `fn` on the bot's executor; whatever it raises is told to `reply`'s person.
+
+        `hint` is what they are told to do if it fails unexpectedly (see handlers.errors.answered).
+        """
+        self.executor.submit(self._answered, reply, fn, args, kwargs, hint)
+
+    def _answered(
+        self, reply: Reply, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], hint: str
+    ) -> None:
+        try:
+            answered(reply, fn, *args, hint=hint, **kwargs)
+        finally:
+            self.wake_sender()  # the work may have left notices in the outbox
+
+    def answer_soon(self, reply: Reply, error: BaseException) -> None:
+        """Tell `reply`'s person about `error` off the request thread, so the ack is not held up."""
+        self.listener_executor.submit(reply.error, error)
+
+    def open_modal(self, *, trigger_id: str, view: dict[str, Any], reply: Reply) -> None:
+        """views.open for the person who clicked or typed; if Slack will not open it, they hear why."""
+        try:
+            self.client.views_open(trigger_id=trigger_id, view=view)
+        except SlackApiError as error:
+            # A trigger_id lives 3 s and opens one view: Slack refusing it is the world, not a bug.
+            code = error.response.get("error") if error.response is not None else "no answer"
+            log.warning("views.open failed for %r: %s", reply.user or "someone", code)
+            reply.error(PreconditionFailed(f"Slack would not open the form ({code})", hint="try again"))
 
     def wait_idle(self, timeout: float = 60.0) -> bool:
         """For tests and the demo: wait until listeners, submitted work and the outbox are all done."""

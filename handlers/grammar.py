@@ -1,5 +1,8 @@
 """The `/rollback` grammar, parsed into a typed command. Pure: text in, command out, or BadRequest.
 
+Both ways of asking (the slash command's text, the options modal's choices) become the same `Command`
+here, and the one `RollbackRequest` the engine takes is built from it by `to_request`.
+
 /rollback ENV [to SHA] [--code revert|force-push|none] [--db dump|rds-snapshot|rds-pitr|none]
           [--no-flags] [--dry-run]
 /rollback                 (opens a modal)
@@ -10,10 +13,13 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from bot.engine.lifecycle import CODE_CHOICES, DB_CHOICES
+from bot.choices import CODE_CHOICES, DB_CHOICES
+from bot.engine.plan import RollbackRequest
 from bot.errors import BadRequest
+from handlers.ids import DEFAULT_CHOICE, Choice
 
 KEYWORDS = ("help", "status", "history", "cancel")
 _SHA = re.compile(r"^[0-9a-fA-F]{4,40}$")
@@ -80,6 +86,39 @@ def parse(text: str) -> Command:
         else:
             raise BadRequest(f"I don't understand {_clip(word)!r}", hint=USAGE)
     return Command(kind="rollback", env=env, to=to, code=code, db=db, flags=flags, dry_run=dry_run)
+
+
+def from_choices(
+    *, env: str, target: str = "", code: str | None = None, db: str | None = None, checked: Iterable[str] = ()
+) -> Command:
+    """The options modal's choices, read as the command a person would have typed (same checks, same words).
+
+    `code` / `db` of None or DEFAULT_CHOICE keep the environment's configured strategy; `checked`
+    holds the ticked option values (ids.Choice).
+    """
+    words = [env] + (["to", target] if target else [])
+    for option, chosen in (("--code", code), ("--db", db)):
+        if chosen and chosen != DEFAULT_CHOICE:
+            words += [option, chosen]
+    ticked = set(checked)
+    words += [
+        flag for choice, flag in ((Choice.NO_FLAGS, "--no-flags"), (Choice.DRY_RUN, "--dry-run")) if choice in ticked
+    ]
+    return parse(shlex.join(words))
+
+
+def to_request(command: Command, *, user: str) -> RollbackRequest:
+    """The engine's request for a parsed `/rollback ENV …` (typed, or picked in the modal) by `user`."""
+    return RollbackRequest(
+        env=command.env or "",
+        requested_by=user,
+        to=command.to,
+        code=command.code,
+        db=command.db,
+        flags=command.flags,
+        dry_run=command.dry_run,
+        source="slack",
+    )
 
 
 def _take(rest: list[str], after: str) -> str:

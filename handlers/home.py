@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from slack_bolt import App
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
 from bot.store import now
 from handlers import blocks
 from handlers.context import SlackContext
+
+log = logging.getLogger(__name__)
 
 
 def register(app: App, ctx: SlackContext) -> None:
@@ -24,7 +28,10 @@ def register(app: App, ctx: SlackContext) -> None:
             (name, f"{env.remote}/{env.branch}, code {env.code}, database {env.database.restore}")
             for name, env in sorted(ctx.services.config.settings.environments.items())
         ]
-        client.views_publish(
-            user_id=event["user"],
-            view=blocks.home_view(running=running, recent=recent, environments=environments, now=now()),
-        )
+        view = blocks.home_view(running=running, recent=recent, environments=environments, now=now())
+        try:
+            client.views_publish(user_id=event["user"], view=view)
+        except SlackApiError as error:
+            # Deliberate: the Home tab is a courtesy with nobody waiting on an answer; Slack refusing it
+            # (an unknown user, a rate limit it would not lift) is one log line, not an error.
+            log.warning("views.publish for %r failed: %s", event["user"], error.response.get("error"))

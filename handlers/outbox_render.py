@@ -58,6 +58,10 @@ def _step(p: dict[str, Any]) -> Rendered:
         duration_s=p.get("duration_s"),
         progress=p.get("progress", ""),
         details=p.get("details"),
+        done=p.get("done"),
+        total=p.get("total"),
+        unit=p.get("unit"),
+        left_s=p.get("left_s"),
     )
 
 

@@ -1,95 +1,84 @@
-"""Modals: the options picker (from `/rollback` alone, or Edit) and the typed confirmation."""
+"""Modals: the options picker (from `/rollback` alone, or Edit) and the typed confirmation.
+
+A submission is answered in its ack: either Slack's `errors` response (the modal stays open and says
+what to fix, through handlers.errors.view_error) or an empty ack that closes it; the slow work is
+handed off after.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from slack_bolt import Ack, App
+from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
-from bot.engine import lifecycle
-from bot.engine.plan import RollbackRequest
 from bot.errors import RollbackError
 from handlers import grammar
-from handlers.background import approve_and_start, check_and_plan
+from handlers.background import RUN_HINT, approve_and_start, start_planning
 from handlers.context import SlackContext
-from handlers.ids import DEFAULT_CHOICE, Choice, Field, View, parse_run_value
+from handlers.errors import reply_in_channel, view_error
+from handlers.guards import approvable, on_submit, target
+from handlers.ids import Field, View
 
 
-def _value(state: dict[str, Any], field: Field) -> Any:
-    element = state.get(field.value, {}).get(field.value, {})
-    if "selected_option" in element:
-        return (element["selected_option"] or {}).get("value")
-    if "selected_options" in element:
-        return [o.get("value") for o in element["selected_options"] or []]
-    return element.get("value")
+def _element(state: dict[str, Any], field: Field) -> dict[str, Any]:
+    found = state.get(field.value, {}).get(field.value, {})
+    return found if isinstance(found, dict) else {}
+
+
+def _text(state: dict[str, Any], field: Field) -> str:
+    """What one input of a submitted modal holds: the selected option's value, or the typed text."""
+    element = _element(state, field)
+    chosen = element.get("selected_option") or {}
+    value = chosen.get("value") if "selected_option" in element else element.get("value")
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _ticked(state: dict[str, Any], field: Field) -> list[str]:
+    """The values of the ticked checkboxes of one input."""
+    return [option["value"] for option in _element(state, field).get("selected_options") or []]
 
 
 def register(app: App, ctx: SlackContext) -> None:
     @app.view(View.OPTIONS.value)
     def options(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
-        user = body["user"]["id"]
-        state = view.get("state", {}).get("values", {})
-        channel, _, supersedes = (view.get("private_metadata") or "").partition("|")
-        env = _value(state, Field.ENV) or ""
-        target = (_value(state, Field.TARGET) or "").strip()
-        words = [env] + (["to", target] if target else [])
-        for option, field in (("--code", Field.CODE), ("--db", Field.DB)):
-            chosen = _value(state, field)
-            if chosen and chosen != DEFAULT_CHOICE:
-                words += [option, chosen]
-        checked = set(_value(state, Field.OPTIONS) or [])
-        words += [
-            flag
-            for choice, flag in ((Choice.NO_FLAGS, "--no-flags"), (Choice.DRY_RUN, "--dry-run"))
-            if choice in checked
-        ]
+        state = view["state"]["values"]
+        target_sha = _text(state, Field.TARGET)
         try:
-            parsed = grammar.parse(" ".join(words))
-        except RollbackError as error:
-            field = Field.TARGET if target and "commit" in error.message else Field.ENV
-            ack(response_action="errors", errors={field.value: error.message})
-            return
-        ack()
-        request = RollbackRequest(
-            env=parsed.env or "",
-            requested_by=user,
-            to=parsed.to,
-            code=parsed.code,
-            db=parsed.db,
-            flags=parsed.flags,
-            dry_run=parsed.dry_run,
-            source="slack",
-        )
-
-        def tell(reply: list[dict[str, Any]], text: str) -> None:
-            client.chat_postEphemeral(channel=channel, user=user, text=text, blocks=reply)
-
-        ctx.submit(
-            check_and_plan, ctx, request, channel=channel, channel_name="", tell=tell, supersedes=supersedes or None
-        )
-
-    @app.view(View.TYPED_CONFIRMATION.value)
-    def typed_confirmation(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
-        user = body["user"]["id"]
-        run_id, plan_hash = parse_run_value(view.get("private_metadata") or "")
-        try:
-            # The modal was opened for an approver, but check again: the plan may have expired meanwhile.
-            record = lifecycle.check_can_approve(ctx.services, run_id, actor=ctx.actor(user), plan_hash=plan_hash)
-        except RollbackError as error:
-            ack(response_action="errors", errors={Field.TYPED_ENV.value: error.message[:150]})
-            return
-        typed = (_value(view.get("state", {}).get("values", {}), Field.TYPED_ENV) or "").strip()
-        if typed != record.env:
-            ack(
-                response_action="errors",
-                errors={Field.TYPED_ENV.value: f"Type {record.env} exactly to confirm."},
+            parsed = grammar.from_choices(
+                env=_text(state, Field.ENV),
+                target=target_sha,
+                code=_text(state, Field.CODE),
+                db=_text(state, Field.DB),
+                checked=_ticked(state, Field.OPTIONS),
             )
+        except RollbackError as error:
+            field = Field.TARGET if target_sha and "commit" in error.message else Field.ENV
+            view_error(ack, error, field=field.value)
             return
         ack()
-        channel = record.meta.get("channel", "")
+        user = body["user"]["id"]
+        channel, _, supersedes = (view.get("private_metadata") or "").partition("|")
+        reply = reply_in_channel(client, channel=channel, user=user)
+        start_planning(
+            ctx, parsed, user=user, channel=channel, channel_name="", reply=reply, supersedes=supersedes or None
+        )
 
-        def tell(reply: list[dict[str, Any]], text: str) -> None:
-            client.chat_postEphemeral(channel=channel, user=user, text=text, blocks=reply)
-
-        ctx.submit(approve_and_start, ctx, run_id, approver=user, plan_hash=plan_hash, tell=tell)
+    @app.view(View.TYPED_CONFIRMATION.value, middleware=[on_submit(ctx, approvable, field=Field.TYPED_ENV.value)])
+    def typed_confirmation(ack: Ack, view: dict[str, Any], context: BoltContext) -> None:
+        # The guard checked again that this person may approve this plan now: it may have expired meanwhile.
+        submit = target(context)
+        typed = _text(view["state"]["values"], Field.TYPED_ENV)
+        if typed != submit.run.env:
+            view_error(ack, f"Type {submit.run.env} exactly to confirm.", field=Field.TYPED_ENV.value)
+            return
+        ack()
+        ctx.hand_off(
+            submit.reply,
+            approve_and_start,
+            ctx,
+            submit.run.id,
+            approver=submit.user,
+            plan_hash=submit.key,
+            hint=RUN_HINT,
+        )

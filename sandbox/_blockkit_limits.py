@@ -3,7 +3,23 @@
 Slack answers a bad surface with `invalid_blocks` (messages) or `invalid_arguments` (views) and a
 list of problems, each ending in a JSON pointer. We produce the same shape so a test failure names
 the exact block and field, and so the bot is caught sending what real Slack would refuse at 3 a.m.
-The limits come from Slack's Block Kit reference (docs.slack.dev/reference/block-kit).
+
+Two sources, in this order:
+1. Slack's own SDK, `slack_sdk.models` (sandbox/_slack_sdk_check.py): text lengths of sections,
+   headers, buttons, labels, hints, placeholders, confirm dialogs and images; how many fields,
+   context and actions elements and options; block_id and action_id lengths; button styles, values
+   and URLs; the modal's title, submit and close; private_metadata and callback_id; 1 to 100 blocks
+   in a view; the fields each block and element must have.
+2. This table, only for what slack_sdk does not check (docs.slack.dev/reference/block-kit):
+   - at most 50 blocks in a message, and 40,000 characters of message text;
+   - which block types exist, and which element types each place accepts (SDK: skips unknown ones);
+   - text objects: plain_text where Slack wants it (headers, buttons, labels, modal titles), no
+     unknown keys, never empty; a section field at most 2,000 characters; a context text 3,000;
+   - block_id and action_id unique (the SDK validates one object at a time);
+   - actions and context blocks with at least one element; images with an image_url or slack_file;
+   - option text at most 75 and value at most 150 characters; a view's external_id at most 255;
+   - a view's type modal or home (the SDK also takes workflow_step), the surface a method expects,
+     a modal title present, and a submit button when a modal has inputs.
 """
 
 from __future__ import annotations
@@ -11,33 +27,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from sandbox import _slack_sdk_check as sdk
+
 MAX_MESSAGE_BLOCKS = 50
-MAX_VIEW_BLOCKS = 100
 MAX_MESSAGE_TEXT = 40_000
-MAX_BLOCK_ID = 255
-MAX_ACTION_ID = 255
-MAX_SECTION_TEXT = 3000
-MAX_SECTION_FIELDS = 10
+MAX_SECTION_TEXT = 3000  # a context block's text elements (the SDK checks section text itself)
 MAX_FIELD_TEXT = 2000
-MAX_HEADER_TEXT = 150
-MAX_CONTEXT_ELEMENTS = 10
-MAX_ACTIONS_ELEMENTS = 25
-MAX_BUTTON_TEXT = 75
-MAX_BUTTON_VALUE = 2000
-MAX_URL = 3000
-MAX_IMAGE_ALT = 2000
-MAX_INPUT_LABEL = 2000
-MAX_PLACEHOLDER = 150
-MAX_OPTIONS = 100
 MAX_OPTION_TEXT = 75
 MAX_OPTION_VALUE = 150
-MAX_CONFIRM_TITLE = 100
-MAX_CONFIRM_TEXT = 300
-MAX_CONFIRM_BUTTON = 30
-MAX_MODAL_TITLE = 24
-MAX_MODAL_BUTTON = 24
-MAX_PRIVATE_METADATA = 3000
-MAX_CALLBACK_ID = 255
+MAX_EXTERNAL_ID = 255
 
 Surface = Literal["message", "modal", "home"]
 # Slack documents action_id as unique "among all other action_ids in the containing block"; we
@@ -104,7 +102,9 @@ class _Checker:
 
     # -- text objects -----------------------------------------------------------------------------
 
-    def text(self, obj: Any, path: str, *, limit: int, plain_only: bool = False, required: bool = True) -> None:
+    def text(
+        self, obj: Any, path: str, *, limit: int | None = None, plain_only: bool = False, required: bool = True
+    ) -> None:
         if obj is None:
             if required:
                 self.fail("is required", path)
@@ -123,7 +123,9 @@ class _Checker:
             self.fail(f"invalid additional property: {key}", path)
         self.string(obj.get("text"), f"{path}/text", limit=limit, required=True, min_len=1)
 
-    def string(self, value: Any, path: str, *, limit: int, required: bool = False, min_len: int = 0) -> None:
+    def string(
+        self, value: Any, path: str, *, limit: int | None = None, required: bool = False, min_len: int = 0
+    ) -> None:
         if value is None:
             if required:
                 self.fail("is required", path)
@@ -132,10 +134,10 @@ class _Checker:
             self.fail("must be a string", path)
         elif len(value) < min_len:
             self.fail(f"must be at least {min_len} character{'s' if min_len != 1 else ''}", path)
-        elif len(value) > limit:
+        elif limit is not None and len(value) > limit:
             self.fail(f"must be at most {limit} characters (got {len(value)})", path)
 
-    def items(self, value: Any, path: str, *, limit: int, required: bool = True) -> list[Any]:
+    def items(self, value: Any, path: str, *, limit: int | None = None, required: bool = True) -> list[Any]:
         if value is None:
             if required:
                 self.fail("is required", path)
@@ -145,13 +147,13 @@ class _Checker:
             return []
         if required and not value:
             self.fail("must contain at least 1 item", path)
-        if len(value) > limit:
+        if limit is not None and len(value) > limit:
             self.fail(f"must contain at most {limit} items (got {len(value)})", path)
         return value
 
     # -- blocks -----------------------------------------------------------------------------------
 
-    def blocks(self, blocks: Any, path: str, *, limit: int) -> None:
+    def blocks(self, blocks: Any, path: str, *, limit: int | None) -> None:
         for index, block in enumerate(self.items(blocks, path, limit=limit, required=False)):
             self.block(block, f"{path}/{index}")
 
@@ -167,7 +169,7 @@ class _Checker:
             self.fail(f"unsupported block type: {kind}", f"{path}/type")
             return
         block_id = block.get("block_id")
-        self.string(block_id, f"{path}/block_id", limit=MAX_BLOCK_ID)
+        self.string(block_id, f"{path}/block_id")
         if isinstance(block_id, str):
             if block_id in self._block_ids:
                 self.fail(f"duplicate block_id: {block_id}", f"{path}/block_id")
@@ -176,23 +178,21 @@ class _Checker:
         getattr(self, f"_block_{kind}", self._block_other)(block, path, block_action_ids)
 
     def _block_section(self, block: dict[str, Any], path: str, seen: set[str]) -> None:
-        if block.get("text") is None and block.get("fields") is None:
-            self.fail("must define either text or fields", path)
-        self.text(block.get("text"), f"{path}/text", limit=MAX_SECTION_TEXT, required=False)
-        fields = self.items(block.get("fields"), f"{path}/fields", limit=MAX_SECTION_FIELDS, required=False)
+        self.text(block.get("text"), f"{path}/text", required=False)
+        fields = self.items(block.get("fields"), f"{path}/fields", required=False)
         for index, item in enumerate(fields):
             self.text(item, f"{path}/fields/{index}", limit=MAX_FIELD_TEXT)
         if block.get("accessory") is not None:
             self.element(block["accessory"], f"{path}/accessory", _SECTION_ACCESSORIES, seen)
 
     def _block_header(self, block: dict[str, Any], path: str, seen: set[str]) -> None:
-        self.text(block.get("text"), f"{path}/text", limit=MAX_HEADER_TEXT, plain_only=True)
+        self.text(block.get("text"), f"{path}/text", plain_only=True, required=False)
 
     def _block_divider(self, block: dict[str, Any], path: str, seen: set[str]) -> None:
         return
 
     def _block_context(self, block: dict[str, Any], path: str, seen: set[str]) -> None:
-        elements = self.items(block.get("elements"), f"{path}/elements", limit=MAX_CONTEXT_ELEMENTS)
+        elements = self.items(block.get("elements"), f"{path}/elements")
         for index, element in enumerate(elements):
             where = f"{path}/elements/{index}"
             kind = element.get("type") if isinstance(element, dict) else None
@@ -204,21 +204,19 @@ class _Checker:
                 self.fail(f"context elements must be text objects or images, got {kind!r}", where)
 
     def _block_actions(self, block: dict[str, Any], path: str, seen: set[str]) -> None:
-        elements = self.items(block.get("elements"), f"{path}/elements", limit=MAX_ACTIONS_ELEMENTS)
+        elements = self.items(block.get("elements"), f"{path}/elements")
         for index, element in enumerate(elements):
             self.element(element, f"{path}/elements/{index}", _ACTIONS_ELEMENTS, seen)
 
     def _block_image(self, block: dict[str, Any], path: str, seen: set[str]) -> None:
         self._image_source(block, path)
-        self.string(block.get("alt_text"), f"{path}/alt_text", limit=MAX_IMAGE_ALT, required=True, min_len=1)
-        self.text(block.get("title"), f"{path}/title", limit=MAX_IMAGE_ALT, plain_only=True, required=False)
+        self.string(block.get("alt_text"), f"{path}/alt_text", min_len=1)
+        self.text(block.get("title"), f"{path}/title", plain_only=True, required=False)
 
     def _block_input(self, block: dict[str, Any], path: str, seen: set[str]) -> None:
-        self.text(block.get("label"), f"{path}/label", limit=MAX_INPUT_LABEL, plain_only=True)
-        self.text(block.get("hint"), f"{path}/hint", limit=MAX_INPUT_LABEL, plain_only=True, required=False)
-        if block.get("element") is None:
-            self.fail("is required", f"{path}/element")
-        else:
+        self.text(block.get("label"), f"{path}/label", plain_only=True, required=False)
+        self.text(block.get("hint"), f"{path}/hint", plain_only=True, required=False)
+        if block.get("element") is not None:
             self.element(block["element"], f"{path}/element", _INPUT_ELEMENTS, seen)
 
     def _block_other(self, block: dict[str, Any], path: str, seen: set[str]) -> None:
@@ -228,7 +226,6 @@ class _Checker:
     def _image_source(self, obj: dict[str, Any], path: str) -> None:
         if obj.get("image_url") is None and obj.get("slack_file") is None:
             self.fail("must define either image_url or slack_file", path)
-        self.string(obj.get("image_url"), f"{path}/image_url", limit=MAX_URL)
 
     # -- elements ---------------------------------------------------------------------------------
 
@@ -245,31 +242,20 @@ class _Checker:
             return
         if kind == "image":
             self._image_source(element, path)
-            self.string(element.get("alt_text"), f"{path}/alt_text", limit=MAX_IMAGE_ALT, required=True)
+            self.string(element.get("alt_text"), f"{path}/alt_text", min_len=1)
             return
         self.action_id(element.get("action_id"), f"{path}/action_id", seen)
         if kind == "button":
-            self.text(element.get("text"), f"{path}/text", limit=MAX_BUTTON_TEXT, plain_only=True)
-            self.string(element.get("value"), f"{path}/value", limit=MAX_BUTTON_VALUE)
-            self.string(element.get("url"), f"{path}/url", limit=MAX_URL)
-            style = element.get("style")
-            if style is not None and style not in ("primary", "danger"):
-                self.fail(f"style must be primary or danger, got {style!r}", f"{path}/style")
-        self.text(
-            element.get("placeholder"),
-            f"{path}/placeholder",
-            limit=MAX_PLACEHOLDER,
-            plain_only=True,
-            required=False,
-        )
+            self.text(element.get("text"), f"{path}/text", plain_only=True, required=False)
+        self.text(element.get("placeholder"), f"{path}/placeholder", plain_only=True, required=False)
         if element.get("options") is not None:
-            for index, option in enumerate(self.items(element["options"], f"{path}/options", limit=MAX_OPTIONS)):
+            for index, option in enumerate(self.items(element["options"], f"{path}/options")):
                 self.option(option, f"{path}/options/{index}")
         if element.get("confirm") is not None:
             self.confirm(element["confirm"], f"{path}/confirm")
 
     def action_id(self, value: Any, path: str, seen: set[str]) -> None:
-        self.string(value, path, limit=MAX_ACTION_ID)
+        self.string(value, path)
         if not isinstance(value, str):
             return
         scope = seen if self.action_id_scope == "block" else self._action_ids
@@ -288,10 +274,10 @@ class _Checker:
         if not isinstance(confirm, dict):
             self.fail("must be a confirmation dialog object", path)
             return
-        self.text(confirm.get("title"), f"{path}/title", limit=MAX_CONFIRM_TITLE, plain_only=True)
-        self.text(confirm.get("text"), f"{path}/text", limit=MAX_CONFIRM_TEXT)
-        self.text(confirm.get("confirm"), f"{path}/confirm", limit=MAX_CONFIRM_BUTTON, plain_only=True)
-        self.text(confirm.get("deny"), f"{path}/deny", limit=MAX_CONFIRM_BUTTON, plain_only=True)
+        self.text(confirm.get("title"), f"{path}/title", plain_only=True, required=False)
+        self.text(confirm.get("text"), f"{path}/text", required=False)
+        self.text(confirm.get("confirm"), f"{path}/confirm", plain_only=True, required=False)
+        self.text(confirm.get("deny"), f"{path}/deny", plain_only=True, required=False)
 
 
 def message_block_errors(blocks: Any, *, action_id_scope: ActionIdScope = "surface") -> list[str]:
@@ -301,7 +287,7 @@ def message_block_errors(blocks: Any, *, action_id_scope: ActionIdScope = "surfa
         checker.fail("must be an array of blocks", "/blocks")
         return checker.errors
     checker.blocks(blocks, "/blocks", limit=MAX_MESSAGE_BLOCKS)
-    return checker.errors
+    return _unique(sdk.block_errors(blocks, "/blocks") + checker.errors)
 
 
 def view_errors(view: Any, *, expect: Surface | None = None, action_id_scope: ActionIdScope = "surface") -> list[str]:
@@ -317,18 +303,21 @@ def view_errors(view: Any, *, expect: Surface | None = None, action_id_scope: Ac
     if expect is not None and kind != expect:
         checker.fail(f"this method takes a {expect} view, got {kind}", "/view/type")
     if kind == "modal":
-        checker.text(view.get("title"), "/view/title", limit=MAX_MODAL_TITLE, plain_only=True)
+        checker.text(view.get("title"), "/view/title", plain_only=True)
         for key in ("submit", "close"):
-            checker.text(view.get(key), f"/view/{key}", limit=MAX_MODAL_BUTTON, plain_only=True, required=False)
+            checker.text(view.get(key), f"/view/{key}", plain_only=True, required=False)
         blocks = view.get("blocks")
         has_input = isinstance(blocks, list) and any(isinstance(b, dict) and b.get("type") == "input" for b in blocks)
         if has_input and view.get("submit") is None:
             checker.fail("submit is required when a view contains input blocks", "/view/submit")
-    checker.string(view.get("private_metadata"), "/view/private_metadata", limit=MAX_PRIVATE_METADATA)
-    checker.string(view.get("callback_id"), "/view/callback_id", limit=MAX_CALLBACK_ID)
-    checker.string(view.get("external_id"), "/view/external_id", limit=255)
-    if view.get("blocks") is None:
-        checker.fail("is required", "/view/blocks")
-    else:
-        checker.blocks(view.get("blocks"), "/view/blocks", limit=MAX_VIEW_BLOCKS)
-    return checker.errors
+    checker.string(view.get("private_metadata"), "/view/private_metadata")
+    checker.string(view.get("callback_id"), "/view/callback_id")
+    checker.string(view.get("external_id"), "/view/external_id", limit=MAX_EXTERNAL_ID)
+    if view.get("blocks") is not None:
+        checker.blocks(view.get("blocks"), "/view/blocks", limit=None)
+    return _unique(sdk.view_errors(view) + checker.errors)
+
+
+def _unique(errors: list[str]) -> list[str]:
+    """Each problem once: where the SDK and the table both see it (a missing field), say it once."""
+    return list(dict.fromkeys(errors))

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from bot import format as fmt
 from bot.backends.sqlite import SQLiteDatabase
 from bot.errors import DatabaseError, RestoreFailed
 from tests.crash_process import CrashingBot
@@ -71,9 +72,8 @@ def test_a_restore_killed_before_it_changed_anything_leaves_a_staged_copy_that_d
 
 
 def _size(path: Path) -> str:
-    from bot.backends.dbtools import human_size
 
-    return human_size(path.stat().st_size)
+    return fmt.size(path.stat().st_size)
 
 
 def test_a_restore_killed_inside_its_write_transaction_is_rolled_back_and_the_saved_copy_kept(

@@ -142,7 +142,10 @@ class Database(Protocol):
         ...
 
     def dump(self, dest: Path, *, progress: Progress = no_progress) -> DumpInfo:
-        """Write a full dump to `dest` and verify it is readable; raise DumpFailed otherwise."""
+        """Write a full dump to `dest` and verify it is readable; raise DumpFailed otherwise.
+
+        Measures bytes written against the expected size (unit "bytes"), ending at the dump's size.
+        """
         ...
 
     def verify(self, path: Path) -> DumpInfo:
@@ -164,6 +167,7 @@ class Database(Protocol):
         Must leave the live database untouched if the restore fails (restore aside, then swap).
         With `shadow` (a shadow_name()), restores aside into exactly that name, dropping first a
         leftover of an interrupted attempt; any other name is refused with a DatabaseError.
+        Measures the load ("objects", "tables" or "bytes" done of a known total), ending at the total.
         """
         ...
 
@@ -194,8 +198,9 @@ class HealthSpec:
     expect_status: int = 200
     timeout_s: float = 5.0
     attempts: int = 10
-    interval_s: float = 3.0
+    interval_s: float = 3.0  # after a failed try
     consecutive: int = 2
+    pass_interval_s: float = 0.25  # after a passing try, before the next of the streak
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,11 @@
-"""Plumbing shared by the database backends: running a client tool, progress, names, files.
+"""Plumbing shared by the database backends: running a client tool, names, files.
 
-Kept apart from the backends so each of them reads as its own procedure (dump, verify, restore aside,
-swap) rather than as subprocess and file handling.
+Kept apart from the backends so that they, and restore.py's procedures, read as dump, verify, restore
+aside, swap rather than as subprocess and file handling. Progress reporting is reporter.py's.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import queue
 import re
@@ -22,11 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
-from bot.backends.base import Progress
 from bot.errors import DatabaseError, DumpFailed, ToolMissing
 from bot.redact import redact
-
-log = logging.getLogger(__name__)
 
 DEFAULT_TOOL_TIMEOUT_S = 6 * 3600.0  # a multi-hundred-GB dump or restore takes hours, not minutes
 _ERROR_WORDS = ("error", "fatal", "failed", "denied", "could not", "unknown", "invalid")
@@ -79,7 +75,7 @@ def run_tool(
     tick_s: float = 2.0,
     keep_lines: int = 60,
 ) -> ToolRun:
-    """Run a tool without a shell or a terminal, streaming its stderr to `on_line`.
+    """Run a tool without a shell or a terminal, streaming its stderr to `on_line`; `on_tick` every `tick_s`.
 
     Callbacks run on the calling thread (never concurrently with each other), so a progress
     callback does not have to be thread-safe. The tool is killed, with any children, at `timeout_s`.
@@ -123,20 +119,25 @@ def run_tool(
         thread.start()
 
     deadline = time.monotonic() + timeout_s
+    next_tick = time.monotonic() + tick_s
     tail: deque[str] = deque(maxlen=keep_lines)
     errors: deque[str] = deque(maxlen=10)  # so verbose chatter cannot push the real error out of view
     timed_out = False
     try:
         while True:
-            if time.monotonic() >= deadline:
+            now = time.monotonic()
+            if now >= deadline:
                 timed_out = True
                 _kill(proc)
                 break
+            # Ticks come every tick_s even while the tool chatters: a measure polled only in silences
+            # would stall exactly when the tool is busiest.
+            if on_tick is not None and now >= next_tick:
+                next_tick = now + tick_s
+                on_tick()
             try:
-                line = lines.get(timeout=min(tick_s, max(0.05, deadline - time.monotonic())))
+                line = lines.get(timeout=max(0.05, min(next_tick, deadline) - time.monotonic()))
             except queue.Empty:
-                if on_tick is not None:
-                    on_tick()
                 continue
             if line is None:
                 break
@@ -166,29 +167,6 @@ def run_tool(
 def _kill(proc: subprocess.Popen[bytes]) -> None:
     with suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-
-
-class Reporter:
-    """Wraps a caller's progress callback: redacts, throttles chatter, and never lets it break us.
-
-    A flaky Slack API must not abort a three-hour restore, so callback errors are logged and dropped.
-    """
-
-    def __init__(self, progress: Progress, *, every_s: float = 2.0) -> None:
-        self._progress = progress
-        self._every_s = every_s
-        self._last = 0.0
-
-    def say(self, text: str) -> None:
-        self._last = time.monotonic()
-        try:
-            self._progress(redact(text))
-        except Exception:  # the callback is someone else's code: report, don't propagate
-            log.warning("progress callback failed", exc_info=True)
-
-    def maybe(self, text: str) -> None:
-        if time.monotonic() - self._last >= self._every_s:
-            self.say(text)
 
 
 def stamp(*, seconds: bool = False) -> str:
@@ -283,30 +261,11 @@ def publish(partial: Path, dest: Path) -> None:
         ) from None
 
 
-def human_size(size: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1024 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TB"  # pragma: no cover - the loop always returns
-
-
 def file_size(path: Path) -> int:
     try:
         return path.stat().st_size
     except OSError:
         return 0
-
-
-def human_duration(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m{seconds:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
 
 
 def one_line(exc: BaseException, *, limit: int = 400) -> str:

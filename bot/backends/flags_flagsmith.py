@@ -68,6 +68,7 @@ class FlagsmithFlags(OnOffFlags):
             session=session,
             policy=policy,
             sleep=sleep,
+            idempotent_writes=("PATCH",),  # it sets a state: repeating it changes nothing more
         )
         self._feature_ids: dict[str, int] = {}  # flag name -> feature id, stable for a feature's life
 

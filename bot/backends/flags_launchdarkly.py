@@ -62,6 +62,7 @@ class LaunchDarklyFlags(OnOffFlags):
             session=session,
             policy=policy,
             sleep=sleep,
+            idempotent_writes=("PATCH",),  # it sets a state: repeating it changes nothing more
         )
 
     def describe(self) -> str:

@@ -59,6 +59,7 @@ class UnleashFlags(OnOffFlags):
             session=session,
             policy=policy,
             sleep=sleep,
+            idempotent_writes=("POST",),  # it sets a state: repeating it changes nothing more
         )
 
     def describe(self) -> str:

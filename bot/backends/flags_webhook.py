@@ -69,7 +69,13 @@ class WebhookFlags(OnOffFlags):
         self.environment = environment
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.http = VendorHttp(
-            vendor=VENDOR, base_url=base_url, headers=headers, session=session, policy=policy, sleep=sleep
+            vendor=VENDOR,
+            base_url=base_url,
+            headers=headers,
+            session=session,
+            policy=policy,
+            sleep=sleep,
+            idempotent_writes=("POST",),  # the contract above: the endpoint MUST be idempotent
         )
         self._readable: bool | None = None  # unknown until the endpoint answers a GET
 

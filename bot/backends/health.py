@@ -1,4 +1,8 @@
-"""HTTP health checks: expected status, per-try timeout, retries with an interval, N passes in a row."""
+"""HTTP health checks: expected status, per-try timeout, retries with an interval, N passes in a row.
+
+The first try runs at once. After a failure the checker waits `interval` (the app may be restarting);
+after a pass it waits only `pass_interval` before confirming, so a healthy app adds no seconds.
+"""
 
 from __future__ import annotations
 
@@ -42,7 +46,7 @@ class HttpHealthChecker:
             if streak >= spec.consecutive:
                 return HealthResult(spec.url, True, attempt, status, "", latency, spec.expect_status)
             if attempt < spec.attempts and spec.attempts - attempt >= spec.consecutive - streak:
-                self.sleep(spec.interval_s)
+                self.sleep(spec.pass_interval_s if streak else spec.interval_s)
             elif attempt < spec.attempts:
                 break  # not enough tries left to reach the streak: fail now, not after waiting
         return HealthResult(spec.url, False, attempt, status, error, latency, spec.expect_status)

@@ -27,8 +27,9 @@ import time
 from contextlib import suppress
 from typing import Any
 
+from bot import format as fmt
 from bot.backends import mysql_objects as objs
-from bot.backends.dbtools import fit_name, human_size
+from bot.backends.dbtools import fit_name
 from bot.errors import DatabaseError
 
 NAME_MAX = 64
@@ -52,7 +53,7 @@ def discard(conn: Any, shadow: str, *, timeout_s: float) -> str | None:
     killed = objs.kill_sessions(conn, [shadow], timeout_s=timeout_s)  # an orphaned `mysql` still loading it
     objs.run(conn, "SET SESSION lock_wait_timeout = %s", (max(1, int(timeout_s)),))
     objs.run(conn, f"DROP DATABASE IF EXISTS {objs.q(shadow)}")
-    said = f"dropped the leftover shadow database {shadow} ({human_size(int(size or 0))})"
+    said = f"dropped the leftover shadow database {shadow} ({fmt.size(int(size or 0))})"
     return said + (f" after closing {killed} session(s) still using it" if killed else "")
 
 

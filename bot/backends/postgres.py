@@ -10,49 +10,45 @@ sessions are terminated. If the bot dies in that window (kill -9, host crash), t
 its old data but refuses connections; repair_interrupted_swap(), which the engine calls when it resumes
 or aborts an interrupted run, opens it again, and discard_shadow() drops the half-restored shadow even
 while an orphaned pg_restore still writes into it. postgres_repair explains every state a crash can leave.
+
+The order of the steps is restore.py's (written once for every engine); this module connects and
+dumps, postgres_restore does each restore step, postgres_admin holds the SQL.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import re
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
 from psycopg.conninfo import make_conninfo
 
+from bot import format as fmt
 from bot.backends import postgres_admin as admin
 from bot.backends import postgres_repair as repair
 from bot.backends.base import DumpInfo, Progress, RestoreResult, no_progress
 from bot.backends.dbtools import (
     DEFAULT_TOOL_TIMEOUT_S,
     RETRY_HINT,
-    Reporter,
     ToolRun,
     dump_file_size,
     file_size,
-    human_duration,
-    human_size,
     no_objects,
     one_line,
-    prepare_dest,
-    publish,
     refuse_unless_shadow,
     run_tool,
     shadow_name_for,
-    stamp,
     tool_env,
 )
+from bot.backends.postgres_restore import PostgresRestore
+from bot.backends.reporter import MEASURE_EVERY_S, Reporter
+from bot.backends.restore import Tick, dump_verified, restore_aside
 from bot.errors import DatabaseError, DumpFailed, RestoreFailed
-from bot.redact import redact, register_secret
+from bot.redact import register_secret
 
-log = logging.getLogger(__name__)
-
-_RESTORE_STEP = re.compile(r"^pg_restore: (creating|processing data for|executing|processing item) (.*)$")
 _DUMP_TABLE = re.compile(r'^pg_dump: dumping contents of table "(.*)"$')
 _TOC_LINE = re.compile(r"^\d+; \d+ \d+ ")
 
@@ -109,7 +105,7 @@ class PostgresDatabase:
 
     def check(self) -> None:
         try:
-            with self._connect(self.name, timeout_s=min(self.connect_timeout_s, 10.0)) as conn:
+            with self.connect(self.name, timeout_s=min(self.connect_timeout_s, 10.0)) as conn:
                 conn.execute("SELECT 1")
         except psycopg.Error as exc:
             raise DatabaseError(
@@ -118,48 +114,7 @@ class PostgresDatabase:
             ) from None
 
     def dump(self, dest: Path, *, progress: Progress = no_progress) -> DumpInfo:
-        say = Reporter(progress)
-        dest = Path(dest).absolute()
-        partial = prepare_dest(dest)
-        tables = 0
-
-        def on_line(line: str) -> None:
-            nonlocal tables
-            match = _DUMP_TABLE.match(line)
-            if match:
-                tables += 1
-                say.maybe(f"dumping table {match.group(1)} ({tables} so far, {human_size(file_size(partial))})")
-
-        def on_tick() -> None:
-            say.maybe(f"dumping {self.name}: {tables} tables, {human_size(file_size(partial))} written")
-
-        say.say(f"dumping {self.describe()} to {dest.name}")
-        args = [
-            "pg_dump",
-            "--format=custom",
-            "--no-password",
-            "--verbose",
-            # Waiting forever behind a migration's lock is worse at 3 a.m. than a clear failure.
-            f"--lock-wait-timeout={int(self.lock_wait_timeout_s * 1000)}",
-            f"--file={partial}",
-            f"--dbname={self._conninfo(self.name)}",
-        ]
-        try:
-            run = run_tool(args, env=self._env(), timeout_s=self.tool_timeout_s, on_line=on_line, on_tick=on_tick)
-            if not run.ok:
-                raise DumpFailed(
-                    f"pg_dump of {self.describe()} failed: {run.why()}; no dump was kept and the database"
-                    " was not changed",
-                    hint=_dump_hint(run),
-                )
-            say.say(f"verifying {dest.name} ({human_size(file_size(partial))})")
-            checked = self._verify(partial, deep=self.verify_data, shown_as=dest.name)
-            publish(partial, dest)
-        except BaseException:
-            partial.unlink(missing_ok=True)
-            raise
-        say.say(f"dump {dest.name} verified: {checked.entries} objects, {human_size(checked.size_bytes)}")
-        return DumpInfo(path=dest, size_bytes=checked.size_bytes, entries=checked.entries, verified=True)
+        return dump_verified(self, dest, progress=progress)
 
     def verify(self, path: Path) -> DumpInfo:
         return self._verify(Path(path).absolute(), deep=self.verify_data)
@@ -168,114 +123,85 @@ class PostgresDatabase:
         return shadow_name_for(self.name, tag, max_bytes=admin.PG_NAME_MAX)
 
     def restore(self, source: Path, *, progress: Progress = no_progress, shadow: str | None = None) -> RestoreResult:
-        say = Reporter(progress)
-        started = time.monotonic()
-        source = Path(source).absolute()
-        untouched = f"the live database {self.name} was not touched"
-        if shadow is not None:
-            refuse_unless_shadow(
-                self.name, shadow, max_bytes=admin.PG_NAME_MAX, action="restore into", error=RestoreFailed
-            )
-        say.say(f"checking {source.name}")
-        try:
-            toc = self._toc(source)
-        except DumpFailed as exc:
-            raise RestoreFailed(f"cannot restore from {exc.message}; {untouched}", hint=exc.hint) from None
-
-        with self._admin(untouched) as conn:
-            live = admin.database_info(conn, self.name)
-            if live is None:
-                raise RestoreFailed(
-                    f"the live database {self.name} does not exist on {self.describe()}; nothing was restored",
-                    hint="check the environment's DATABASE_URL names the right database",
-                )
-            no_owner, owner_note = self._ownership(conn, toc)
-            if shadow is None:
-                shadow = admin.free_name(conn, self.name, f"_rb_shadow_{stamp(seconds=True)}")
-            elif admin.exists(conn, shadow):  # left by an interrupted attempt of this same run
-                say.say(f"dropping the shadow database {shadow} left by an interrupted attempt")
-                repair.drop_shadow(conn, shadow)
-            say.say(f"creating shadow database {shadow}")
-            try:
-                warnings = admin.create_shadow(conn, shadow, live)
-            except psycopg.Error as exc:
-                raise RestoreFailed(
-                    f"could not create the shadow database {shadow}: {one_line(exc)}; {untouched}",
-                    hint="the bot's role needs CREATEDB (and ownership of the live database) to restore",
-                ) from None
-
-        swapped = False
-        try:
-            self._pg_restore(source, shadow, total=len(toc), no_owner=no_owner, say=say, untouched=untouched)
-            if self.analyze:
-                warnings += self._analyze(shadow, say)
-            with self._admin(untouched) as conn:
-                warnings += admin.copy_properties(conn, live, shadow)
-            kept, terminated = self._swap(shadow, say)
-            swapped = True
-        finally:
-            if not swapped:
-                self._drop_quietly(shadow, say)
-
-        summary = f"restored {len(toc)} objects from {source.name} into {self.name}; previous data kept as {kept}"
-        say.say(summary)
-        for warning in warnings:
-            say.say(f"warning: {warning}")
-        details = {
-            "source": str(source),
-            "objects": str(len(toc)),
-            "kept": kept,
-            "shadow": shadow,
-            "ownership": owner_note,
-            "terminated_sessions": str(terminated),
-            "duration": human_duration(time.monotonic() - started),
-        }
-        if warnings:
-            details["warnings"] = redact("; ".join(warnings))
-        return RestoreResult(database=self.name, previous=kept, summary=summary, details=details)
+        return restore_aside(PostgresRestore(self, Path(source).absolute()), progress=progress, shadow=shadow)
 
     def discard_shadow(self, shadow: str) -> str | None:
         refuse_unless_shadow(self.name, shadow, max_bytes=admin.PG_NAME_MAX, action="drop")
-        with self._admin(f"the shadow database {shadow} may still exist") as conn:
+        with self.admin_session(f"the shadow database {shadow} may still exist") as conn:
             return repair.discard(conn, shadow)
 
     def repair_interrupted_swap(self) -> list[str]:
-        with self._admin(f"the live database {self.name} may still refuse connections") as conn:
+        with self.admin_session(f"the live database {self.name} may still refuse connections") as conn:
             return repair.repair_swap(conn, self.name)
 
-    # --- helpers for tests, the demo and the engine ---------------------------------------------
+    # --- the dump's hooks (restore.DumpHooks) ----------------------------------------------------
 
-    def table_counts(self) -> dict[str, int]:
-        """Row count of every user table, as {"schema.table": rows}."""
+    dump_noun = "objects"
+
+    def expected_size(self) -> int | None:
+        """The database's size on disk: an overestimate of a compressed dump, so a bar never overruns."""
         try:
-            with self._connect(self.name, timeout_s=self.connect_timeout_s) as conn:
-                return admin.table_counts(conn)
-        except psycopg.Error as exc:
-            raise DatabaseError(f"cannot read {self.describe()}: {one_line(exc)}") from None
+            with self.connect(self.name, timeout_s=min(self.connect_timeout_s, 10.0)) as conn:
+                row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+        except psycopg.Error:  # pg_dump will say what is wrong, in its own words
+            return None
+        return int(row[0]) if row and row[0] is not None else None
 
-    # --- internals ------------------------------------------------------------------------------
+    def write_dump(self, partial: Path, say: Reporter, tick: Tick) -> None:
+        tables = 0
 
-    def _conninfo(self, dbname: str) -> str:
+        def on_line(line: str) -> None:
+            nonlocal tables
+            match = _DUMP_TABLE.match(line)
+            if match:
+                tables += 1
+                say.maybe(f"dumping table {match.group(1)} ({tables} so far, {fmt.size(file_size(partial))})")
+
+        args = [
+            "pg_dump",
+            "--format=custom",
+            "--no-password",
+            "--verbose",
+            # Waiting forever behind a migration's lock is worse at 3 a.m. than a clear failure.
+            f"--lock-wait-timeout={int(self.lock_wait_timeout_s * 1000)}",
+            f"--file={partial}",
+            f"--dbname={self.conninfo(self.name)}",
+        ]
+        run = run_tool(
+            args, env=self.env(), timeout_s=self.tool_timeout_s, on_line=on_line, on_tick=tick, tick_s=MEASURE_EVERY_S
+        )
+        if not run.ok:
+            raise DumpFailed(
+                f"pg_dump of {self.describe()} failed: {run.why()}; no dump was kept and the database was not changed",
+                hint=_dump_hint(run),
+            )
+
+    def verify_dump(self, path: Path, *, shown_as: str) -> DumpInfo:
+        return self._verify(path, deep=self.verify_data, shown_as=shown_as)
+
+    # --- connections and tools, shared with postgres_restore -----------------------------------------
+
+    def conninfo(self, dbname: str) -> str:
         return make_conninfo("", **{**self._params, "dbname": dbname})
 
-    def _env(self) -> dict[str, str]:
+    def env(self) -> dict[str, str]:
         extra = {"PGCONNECT_TIMEOUT": str(max(2, int(self.connect_timeout_s)))}
         if self._password:
             extra["PGPASSWORD"] = self._password
         return tool_env(extra)
 
-    def _connect(self, dbname: str, *, timeout_s: float) -> admin.Conn:
+    def connect(self, dbname: str, *, timeout_s: float) -> admin.Conn:
         extra: dict[str, str] = {"connect_timeout": str(max(2, int(timeout_s)))}
         if self._password:
             extra["password"] = self._password
         # The password goes into the in-memory conninfo only; it is never logged or shown.
-        return psycopg.connect(make_conninfo(self._conninfo(dbname), **extra), autocommit=True)
+        return psycopg.connect(make_conninfo(self.conninfo(dbname), **extra), autocommit=True)
 
     @contextmanager
-    def _admin(self, state: str) -> Iterator[admin.Conn]:
+    def admin_session(self, state: str) -> Iterator[admin.Conn]:
         """A session on the maintenance database; failures to get one say what state things are in."""
         try:
-            conn = self._connect(self.maintenance_db, timeout_s=self.connect_timeout_s)
+            conn = self.connect(self.maintenance_db, timeout_s=self.connect_timeout_s)
         except psycopg.Error as exc:
             raise RestoreFailed(
                 f"cannot connect to the maintenance database {self.maintenance_db}: {one_line(exc)}; {state}",
@@ -288,13 +214,13 @@ class PostgresDatabase:
             except psycopg.Error as exc:  # whatever the step did not explain itself
                 raise RestoreFailed(f"database error on {self.describe()}: {one_line(exc)}; {state}") from None
 
-    def _toc(self, path: Path, *, shown_as: str = "") -> list[str]:
+    def toc(self, path: Path, *, shown_as: str = "") -> list[str]:
         """The archive's table of contents (one line per object); DumpFailed if unreadable or empty."""
         shown = shown_as or path.name
         dump_file_size(path, shown)
         run = run_tool(
             ["pg_restore", "--list", str(path)],
-            env=self._env(),
+            env=self.env(),
             timeout_s=self.tool_timeout_s,
             capture_stdout=True,
         )
@@ -305,12 +231,14 @@ class PostgresDatabase:
             raise no_objects(shown)
         return toc
 
+    # --- internals ------------------------------------------------------------------------------
+
     def _verify(self, path: Path, *, deep: bool, shown_as: str = "") -> DumpInfo:
-        toc = self._toc(path, shown_as=shown_as)
+        toc = self.toc(path, shown_as=shown_as)
         if deep:
             run = run_tool(
                 ["pg_restore", f"--file={os.devnull}", str(path)],
-                env=self._env(),
+                env=self.env(),
                 timeout_s=self.tool_timeout_s,
             )
             if not run.ok:
@@ -320,121 +248,6 @@ class PostgresDatabase:
                     hint="the file is truncated or corrupt; use another restore point, or take a new dump",
                 )
         return DumpInfo(path=path, size_bytes=file_size(path), entries=len(toc), verified=True)
-
-    def _ownership(self, conn: admin.Conn, toc: list[str]) -> tuple[bool, str]:
-        """Whether to restore with --no-owner, and a note saying what ownership the objects will get.
-
-        Keeping owners matters (the app's role must own its tables to migrate them) but only works if
-        this role may give objects to those owners; otherwise pg_restore would fail on the first one.
-        """
-        me, _ = admin.current_role(conn)
-        if self.keep_owners is not None:
-            return (not self.keep_owners, "as in the dump" if self.keep_owners else f"owned by {me}")
-        missing = admin.can_assign_owners(conn, admin.owners_in_toc(toc))
-        if missing:
-            return True, f"owned by {me} (cannot assign the dump's owners: {', '.join(missing[:5])})"
-        return False, "as in the dump"
-
-    def _pg_restore(
-        self, source: Path, shadow: str, *, total: int, no_owner: bool, say: Reporter, untouched: str
-    ) -> None:
-        done = 0
-        current = "connecting"
-        started = time.monotonic()
-
-        def on_line(line: str) -> None:
-            nonlocal done, current
-            match = _RESTORE_STEP.match(line)
-            if match:
-                done = min(done + 1, total)
-                current = f"{match.group(1)} {match.group(2)}"
-                say.maybe(f"restoring into {shadow}: {done} of {total} objects ({current})")
-
-        def on_tick() -> None:
-            elapsed = human_duration(time.monotonic() - started)
-            say.maybe(f"restoring into {shadow}: {done} of {total} objects, {elapsed} so far ({current})")
-
-        args = ["pg_restore", "--verbose", "--no-password", "--exit-on-error"]
-        args += ["--no-owner"] if no_owner else []
-        args += [f"--jobs={self.jobs}"] if self.jobs > 1 else []
-        args += [f"--dbname={self._conninfo(shadow)}", str(source)]
-        say.say(f"restoring {source.name} into {shadow} ({total} objects)")
-        run = run_tool(args, env=self._env(), timeout_s=self.tool_timeout_s, on_line=on_line, on_tick=on_tick)
-        if not run.ok:
-            raise RestoreFailed(
-                f"restore failed at {current} ({done} of {total} objects): {run.why()}; {untouched}",
-                hint="fix the cause and retry, or restore from another dump; if it is about owners,"
-                " retry with keep_owners off",
-            )
-
-    def _analyze(self, shadow: str, say: Reporter) -> list[str]:
-        """Gather planner statistics before the swap: without them the first queries can crawl."""
-        say.say(f"analyzing {shadow}")
-        try:
-            with self._connect(shadow, timeout_s=self.connect_timeout_s) as conn:
-                conn.execute("SET statement_timeout = 0")
-                conn.execute("ANALYZE")
-        except psycopg.Error as exc:
-            return [f"ANALYZE of the restored data failed ({one_line(exc)}); autovacuum will catch up"]
-        return []
-
-    def _swap(self, shadow: str, say: Reporter) -> tuple[str, int]:
-        live = self.name
-        untouched = f"the live database {live} was not touched"
-        with self._admin(untouched) as conn:
-            kept = admin.free_name(conn, live, f"_before_rollback_{stamp()}")
-            say.say(f"switching: closing connections to {live}")
-            try:
-                admin.set_allow_connections(conn, live, False)
-                terminated = 0
-                for attempt in range(3):
-                    terminated += admin.disconnect_others(conn, live, timeout_s=self.swap_timeout_s)
-                    admin.disconnect_others(conn, shadow, timeout_s=self.swap_timeout_s)
-                    try:
-                        admin.swap(conn, live=live, shadow=shadow, kept=kept)
-                        say.say(f"switched: {live} now holds the restored data; previous data is {kept}")
-                        return kept, terminated
-                    except psycopg.errors.ObjectInUse:
-                        if attempt == 2:  # a session slipped in between terminate and rename, thrice
-                            raise
-            except (psycopg.Error, admin.SessionsRemain) as exc:
-                if isinstance(exc, admin.SessionsRemain):
-                    why = f"sessions would not close: {'; '.join(exc.sessions[:5])}"
-                else:
-                    why = one_line(exc)
-                if self._swapped_anyway(shadow, kept):  # e.g. the reply to COMMIT was lost
-                    return kept, 0
-                self._reenable(live)
-                raise RestoreFailed(
-                    f"could not switch {live} to the restored data: {why}; {live} is as it was"
-                    " and accepts connections again; the restored copy was dropped",
-                    hint="retry when the sessions are gone (or stop the app first); the bot's role must own"
-                    f" {live} and be allowed to terminate its sessions",
-                ) from None
-            except BaseException:  # interrupted: never leave the live database refusing connections
-                if not self._swapped_anyway(shadow, kept):
-                    self._reenable(live)
-                raise
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _swapped_anyway(self, shadow: str, kept: str) -> bool:
-        with suppress(Exception), self._admin("") as conn:
-            return admin.exists(conn, kept) and not admin.exists(conn, shadow)
-        return False
-
-    def _reenable(self, live: str) -> None:
-        try:
-            with self._admin("") as conn:
-                admin.set_allow_connections(conn, live, True)
-        except Exception:
-            log.error("could not re-enable connections to %s", live, exc_info=True)
-
-    def _drop_quietly(self, shadow: str, say: Reporter) -> None:
-        try:
-            with self._admin("") as conn:
-                admin.drop_database(conn, shadow)
-        except Exception as exc:
-            say.say(f"could not drop the shadow database {shadow} ({redact(str(exc))}): drop it by hand")
 
 
 def _dump_hint(run: ToolRun) -> str:

@@ -71,18 +71,6 @@ def owners_in_toc(toc: list[str]) -> set[str]:
     return owners
 
 
-def table_counts(conn: Conn) -> dict[str, int]:
-    tables = conn.execute(
-        "SELECT schemaname, tablename FROM pg_tables"
-        " WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2"
-    ).fetchall()
-    counts: dict[str, int] = {}
-    for schema, table in tables:
-        row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, table))).fetchone()
-        counts[f"{schema}.{table}"] = int(row[0]) if row else 0
-    return counts
-
-
 @dataclass(frozen=True)
 class DbInfo:
     name: str

@@ -26,8 +26,9 @@ from contextlib import suppress
 
 import psycopg
 
+from bot import format as fmt
 from bot.backends import postgres_admin as admin
-from bot.backends.dbtools import SHADOW_MARK, human_size
+from bot.backends.dbtools import SHADOW_MARK
 from bot.errors import DatabaseError
 
 
@@ -53,7 +54,7 @@ def discard(conn: admin.Conn, name: str) -> str | None:
     if not admin.exists(conn, name):
         return None
     size = drop_shadow(conn, name)
-    return f"dropped the leftover shadow database {name}" + (f" ({human_size(size)})" if size is not None else "")
+    return f"dropped the leftover shadow database {name}" + (f" ({fmt.size(size)})" if size is not None else "")
 
 
 def repair_swap(conn: admin.Conn, live: str) -> list[str]:

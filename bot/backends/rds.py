@@ -12,8 +12,7 @@ refused rather than adopted.
 The boto3 client is built from the standard AWS environment (AWS_PROFILE, AWS_ENDPOINT_URL,
 AWS_ENDPOINT_URL_RDS, AWS_ACCESS_KEY_ID, …): no endpoint or credentials are ever passed in here.
 
-Size: the snapshot and point-in-time paths share the retry-safe adoption of the run's own instance, the
-network carry-over and the wait; they are read together when reviewing what touches AWS.
+What AWS's errors mean, in words a person can act on, is rds_errors' business.
 """
 
 from __future__ import annotations
@@ -26,23 +25,13 @@ from datetime import datetime
 from typing import Any
 
 import boto3
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    CredentialRetrievalError,
-    NoCredentialsError,
-    NoRegionError,
-    PartialCredentialsError,
-    ProfileNotFound,
-    SSOError,
-    TokenRetrievalError,
-)
-from botocore.exceptions import ConnectionError as AwsConnectionError
+from botocore.exceptions import BotoCoreError, ClientError
 
+from bot import format as fmt
 from bot.backends.base import Progress, RdsRestoreResult, no_progress
-from bot.durations import format_duration
+from bot.backends.rds_errors import ApiError, translate
+from bot.backends.reporter import Reporter
 from bot.errors import RdsError
-from bot.redact import redact
 
 RUN_TAG = "rollback-bot:run"
 SOURCE_TAG = "rollback-bot:source"
@@ -55,33 +44,6 @@ _WAITER_FAILURES = ("deleted", "deleting", "failed", "incompatible-restore", "in
 _INCOMPATIBLE = ("incompatible-network", "incompatible-option-group", "incompatible-credentials")
 _STUCK = ("inaccessible-encryption-credentials", "inaccessible-encryption-credentials-recoverable", "restore-error")
 FAILED_STATES = frozenset((*_WAITER_FAILURES, *_INCOMPATIBLE, *_STUCK, "storage-full", "stopped", "stopping"))
-
-# AWS error codes for credentials that are missing, malformed, expired or unknown to AWS.
-_BAD_CREDENTIALS = ("AuthFailure", "IncompleteSignature", "InvalidAccessKeyId", "SignatureDoesNotMatch")
-_EXPIRED_CREDENTIALS = ("ExpiredToken", "ExpiredTokenException", "RequestExpired")
-_NO_CREDENTIALS = ("InvalidClientTokenId", "InvalidToken", "MissingAuthenticationToken", "UnrecognizedClientException")
-_CREDENTIAL_CODES = frozenset((*_BAD_CREDENTIALS, *_EXPIRED_CREDENTIALS, *_NO_CREDENTIALS))
-_PERMISSION_CODES = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"})
-# botocore's own failures to find or load credentials, before any request is sent.
-_CREDENTIAL_FAILURES: tuple[type[Exception], ...] = (NoCredentialsError, PartialCredentialsError, ProfileNotFound)
-_CREDENTIAL_FAILURES += (CredentialRetrievalError, SSOError, TokenRetrievalError)
-_CREDENTIALS_MESSAGE = "AWS credentials were not found or were refused"
-_CREDENTIALS_HINT = (
-    "give the bot's process AWS credentials: AWS_PROFILE naming a profile in ~/.aws/config (run `aws sso login` "
-    "first for SSO profiles), AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or an instance / task role"
-)
-_PERMISSIONS_HINT = (
-    "the bot's IAM identity needs rds:DescribeDBInstances, rds:DescribeDBSnapshots, "
-    "rds:RestoreDBInstanceFromDBSnapshot, rds:RestoreDBInstanceToPointInTime and rds:AddTagsToResource"
-)
-
-
-class _ApiError(RdsError):
-    """An AWS error answer, with its code kept so callers can treat "not found" as an answer."""
-
-    def __init__(self, message: str, *, code: str, hint: str = "") -> None:
-        super().__init__(message, hint=hint, details={"aws_error_code": code})
-        self.code = code
 
 
 @dataclass(frozen=True)
@@ -231,6 +193,7 @@ class RdsRestore:
         before_create: Callable[[], object],
         progress: Progress,
     ) -> _Instance:
+        say = Reporter(progress)  # redacted, and a failing callback cannot abort a restore AWS has begun
         expect = {key: value for key, value in tags.items() if key != RUN_TAG}
         existing = self._instance(instance_id)
         if existing is None:
@@ -242,8 +205,8 @@ class RdsRestore:
             params["Tags"] = [{"Key": key, "Value": value} for key, value in tags.items()]
             try:
                 self._call(operation, what, **params)
-                progress(f"{what}: RDS accepted the request; creating NEW instance {instance_id}")
-            except _ApiError as error:
+                say.say(f"{what}: RDS accepted the request; creating NEW instance {instance_id}")
+            except ApiError as error:
                 if error.code != "DBInstanceAlreadyExists":
                     raise
                 # Another replica (or a retry racing this one) got there first: adopt it only if it is ours.
@@ -252,10 +215,11 @@ class RdsRestore:
                     raise
         if existing is not None:
             self._claim(existing, run_id=tags[RUN_TAG], expect=expect)
-            progress(f"{instance_id} exists from this run ({existing.status}): waiting for it, not creating it again")
-        return self._wait(instance_id, progress=progress)
+            say.say(f"{instance_id} exists from this run ({existing.status}): waiting for it, not creating it again")
+        return self._wait(instance_id, say=say)
 
-    def _wait(self, instance_id: str, *, progress: Progress) -> _Instance:
+    def _wait(self, instance_id: str, *, say: Reporter) -> _Instance:
+        """Poll until available, reporting each poll with the seconds waited against the timeout."""
         started = self._clock()
         while True:
             instance = self._instance(instance_id)
@@ -266,20 +230,24 @@ class RdsRestore:
                     hint="someone deleted it, or it failed and RDS removed it; retry this step to restore again",
                 )
             if instance.status == "available" and instance.address:
-                progress(f"{instance_id}: available after {format_duration(elapsed)}")
+                self._waited(say, f"{instance_id}: available after {fmt.duration(elapsed)}", elapsed)
                 return instance
             if instance.status in FAILED_STATES:
                 raise _failed(instance)
-            progress(f"{instance_id}: {instance.status} ({format_duration(elapsed)} elapsed)")
+            self._waited(say, f"{instance_id}: {instance.status} ({fmt.duration(elapsed)} elapsed)", elapsed)
             if elapsed >= self.timeout_s:
                 raise RdsError(
-                    f"RDS instance {instance_id} is still '{instance.status}' after {format_duration(elapsed)}: it "
+                    f"RDS instance {instance_id} is still '{instance.status}' after {fmt.duration(elapsed)}: it "
                     "exists and AWS is still working on it; the live database instance was not touched",
                     hint="retry this step to keep waiting (it will not create a second instance), or delete it "
                     f"({_delete_command(instance_id)}) to give up on this restore",
                     details={"instance_id": instance_id, "status": instance.status},
                 )
             self._sleep(max(0.0, min(self.poll_interval_s, self.timeout_s - elapsed)))
+
+    def _waited(self, say: Reporter, text: str, elapsed: float) -> None:
+        """One poll's sentence, measured as the seconds waited against the timeout (every poll is sent)."""
+        say.measure(text, done=min(elapsed, self.timeout_s), total=self.timeout_s, unit="seconds", at_once=True)
 
     def _result(self, ready: _Instance, *, source: str, restored: str) -> RdsRestoreResult:
         address, port = ready.address or "", ready.port or 0
@@ -330,7 +298,7 @@ class RdsRestore:
             answer = self._call(
                 "describe_db_instances", f"looking up RDS instance {instance_id}", DBInstanceIdentifier=instance_id
             )
-        except _ApiError as error:
+        except ApiError as error:
             if error.code == "DBInstanceNotFound":
                 return None
             raise
@@ -342,7 +310,7 @@ class RdsRestore:
             answer = self._call(
                 "describe_db_instances", f"looking up RDS instance {instance_id}", DBInstanceIdentifier=instance_id
             )
-        except _ApiError as error:
+        except ApiError as error:
             if error.code != "DBInstanceNotFound":
                 raise
             raise RdsError(
@@ -371,7 +339,7 @@ class RdsRestore:
             answer = self._call(
                 "describe_db_instances", f"reading {instance_id}'s network", DBInstanceIdentifier=instance_id
             )
-        except _ApiError as error:
+        except ApiError as error:
             if error.code == "DBInstanceNotFound":
                 return {}
             raise
@@ -394,7 +362,7 @@ class RdsRestore:
         try:
             answer = self._call("describe_db_snapshots", what, DBSnapshotIdentifier=snapshot_id)
             found = answer.get("DBSnapshots") or []
-        except _ApiError as error:
+        except ApiError as error:
             if error.code != "DBSnapshotNotFound":
                 raise
             found = []
@@ -420,7 +388,7 @@ class RdsRestore:
         try:
             answer = getattr(self._rds(), operation)(**params)
         except (ClientError, BotoCoreError) as error:
-            raise _translate(error, what) from None
+            raise translate(error, what) from None
         return dict(answer)
 
     def _rds(self) -> Any:
@@ -431,30 +399,5 @@ class RdsRestore:
             try:
                 self._client = boto3.session.Session(region_name=region).client("rds")
             except (ClientError, BotoCoreError) as error:
-                raise _translate(error, "connecting to AWS RDS") from None
+                raise translate(error, "connecting to AWS RDS") from None
         return self._client
-
-
-def _translate(error: Exception, what: str) -> RdsError:
-    if isinstance(error, ClientError):
-        body = error.response.get("Error") or {}
-        code = str(body.get("Code") or "Unknown")
-        message = redact(str(body.get("Message") or "")).rstrip(".")
-        if code in _CREDENTIAL_CODES:
-            return _ApiError(f"{_CREDENTIALS_MESSAGE} ({code}: {message})", code=code, hint=_CREDENTIALS_HINT)
-        if code in _PERMISSION_CODES:
-            return _ApiError(f"AWS refused {what}: not allowed ({message})", code=code, hint=_PERMISSIONS_HINT)
-        return _ApiError(f"AWS refused {what}: {code}: {message}", code=code)
-    detail = redact(str(error))
-    if isinstance(error, _CREDENTIAL_FAILURES):
-        return RdsError(f"{_CREDENTIALS_MESSAGE} ({detail})", hint=_CREDENTIALS_HINT)
-    if isinstance(error, NoRegionError):
-        return RdsError(
-            f"no AWS region is set for {what}", hint="set region in [environments.<env>.rds], or AWS_REGION"
-        )
-    if isinstance(error, AwsConnectionError):
-        return RdsError(
-            f"could not reach the AWS RDS API while {what} ({detail})",
-            hint="check the network, and AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_RDS if they are set",
-        )
-    return RdsError(f"{what} failed: {detail}")

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from bot.backends.base import FlagState
+from bot.choices import CODE_CHOICES, DB_CHOICES
 from bot.engine import run as executor
 from bot.engine.approval import check_approval, check_requester, is_listed
 from bot.engine.events import Reporter, RunStarted, StepProgress, emit
@@ -56,8 +57,6 @@ __all__ = [
     "view",
 ]
 
-CODE_CHOICES = ("revert", "force-push", "none")
-DB_CHOICES = ("dump", "rds-snapshot", "rds-pitr", "none")
 _WAITING = (RunStatus.PLANNED,)
 
 

@@ -14,10 +14,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from bot import format as fmt
 from bot.artifacts import join_location
 from bot.backends.base import CodeRepo, Commit, Database, HealthSpec
 from bot.config import EnvironmentSettings
-from bot.durations import format_duration
 from bot.engine.migrations import MigrationRisk, scan_between
 from bot.errors import BadRequest
 from bot.store import RestorePoint, iso, now
@@ -95,7 +95,7 @@ class Plan:
         taken = self.database.restore_point_at
         if not taken:
             return None
-        return format_duration((at or now()) - datetime.fromisoformat(taken))
+        return fmt.duration((at or now()) - datetime.fromisoformat(taken))
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self), default=_json_default))  # type: ignore[no-any-return]
@@ -192,6 +192,7 @@ def make_plan(
             attempts=h.attempts,
             interval_s=h.interval.total_seconds(),
             consecutive=h.consecutive,
+            pass_interval_s=h.pass_interval.total_seconds(),
         )
         for h in settings.health
     )

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bot import format as fmt
 from bot.backends.base import Commit, Progress, no_progress
-from bot.engine.step_context import human_size
 from bot.store import RestorePoint, now
 
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ def dump_and_put(
     try:
         local = scratch / name.rsplit("/", 1)[-1]
         info = database.dump(local, progress=progress)
-        progress(f"storing {local.name} ({human_size(info.size_bytes)}) in {artifacts.describe()}")
+        progress(f"storing {local.name} ({fmt.size(info.size_bytes)}) in {artifacts.describe()}")
         return info, artifacts.put(local, name)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

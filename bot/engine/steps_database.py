@@ -15,10 +15,11 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from bot import format as fmt
 from bot.artifacts import fetched, is_s3
 from bot.engine.outcomes import DatabaseOutcome
 from bot.engine.restore_points import dump_and_put
-from bot.engine.step_context import StepContext, StepOutcome, human_size
+from bot.engine.step_context import StepContext, StepOutcome
 from bot.errors import NotSupported, RollbackError
 from bot.store import now
 
@@ -68,7 +69,7 @@ def pre_rollback_dump(ctx: StepContext) -> StepOutcome:
     # Verified by the backend in scratch before it is stored; stored (and checked there) before it counts.
     info, stored = dump_and_put(ctx.database, artifacts, ctx.scratch_dir(), name, ctx.progress)
     summary = (
-        f"{stored.location.rsplit('/', 1)[-1]} ({human_size(stored.size)}, {info.entries} entries, verified, "
+        f"{stored.location.rsplit('/', 1)[-1]} ({fmt.size(stored.size)}, {info.entries} entries, verified, "
         f"sha256 {stored.sha256[:12]}…) in {stored.location.rsplit('/', 1)[0]}"
     )
     details = {
@@ -178,7 +179,7 @@ def _restore_source_check(ctx: StepContext, passed: list[str], failures: list[st
                     size = path.stat().st_size
             else:
                 size = store.fetch(source, db.source_sha256, db.source_size, downloads).stat().st_size
-            passed.append(f"restore source verified: {name} ({human_size(size)}, sha256 {db.source_sha256[:12]}…)")
+            passed.append(f"restore source verified: {name} ({fmt.size(size)}, sha256 {db.source_sha256[:12]}…)")
         except RollbackError as error:
             failures.append(f"the dump to restore from is not usable: {error.message}")
         return
@@ -191,7 +192,7 @@ def _restore_source_check(ctx: StepContext, passed: list[str], failures: list[st
         return
     try:
         info = ctx.database.verify(path)
-        passed.append(f"restore source verified: {path.name} ({human_size(info.size_bytes)})")
+        passed.append(f"restore source verified: {path.name} ({fmt.size(info.size_bytes)})")
     except RollbackError as error:
         failures.append(f"the dump to restore from is not usable: {error.message}")
 

@@ -32,6 +32,7 @@ from bot.engine.events import (
 from bot.engine.outcomes import FlagsOutcome
 from bot.engine.plan import Plan
 from bot.outbox import Notice, Outbox
+from bot.progress import Estimate
 from bot.store import ChecklistRecord, RunRecord, iso, now
 from bot.timers import TimerKind, Timers
 
@@ -167,6 +168,7 @@ class RunStory:
         self.channel: str = record.meta["channel"]
         self._titles: dict[str, str] = {}
         self._last_update: dict[str, float] = {}
+        self._started: dict[str, float] = {}  # when each step started (monotonic), for the time left
         self._lock = threading.Lock()
 
     def __call__(self, event: Event) -> None:
@@ -176,16 +178,10 @@ class RunStory:
             self._keep_stakeholders_posted()
         elif isinstance(event, StepStarted):
             self._titles[event.step] = event.title
+            self._started[event.step] = time.monotonic()
             self._step(event.step, title=event.title, status="running")
         elif isinstance(event, StepProgress):
-            moment = time.monotonic()
-            with self._lock:
-                if moment - self._last_update.get(event.step, 0.0) < UPDATE_EVERY_S:
-                    return  # the final state always comes; interim ones within a second add nothing
-                self._last_update[event.step] = moment
-            self._step(
-                event.step, title=self._titles.get(event.step, event.step), status="running", progress=event.message
-            )
+            self._progress(event)
         elif isinstance(event, StepFinished):
             self._step(
                 event.step,
@@ -205,6 +201,31 @@ class RunStory:
             self._stakeholders("failed")
         elif isinstance(event, RunFinished):
             self._finished(event)
+
+    def _progress(self, event: StepProgress) -> None:
+        """The step's message with what it is doing and, when measured, done/total/unit and the time left.
+
+        The time left is estimated here, when it happens (bot.progress, as the terminal does): the
+        message may be rendered minutes later, after a Slack outage.
+        """
+        moment = time.monotonic()
+        with self._lock:
+            last = self._last_update.get(event.step)
+            if last is not None and moment - last < UPDATE_EVERY_S:
+                return  # the final state always comes; interim ones within a second add nothing
+            self._last_update[event.step] = moment
+            started = self._started.setdefault(event.step, moment)
+        measure: dict[str, Any] = {}
+        if event.done is not None:
+            left = Estimate(started=started, at=moment, done=event.done, total=event.total).left_s()
+            measure = {
+                "done": event.done,
+                "total": event.total,
+                "unit": event.unit,
+                "left_s": round(left, 1) if left is not None else None,
+            }
+        title = self._titles.get(event.step, event.step)
+        self._step(event.step, title=title, status="running", progress=event.message, **measure)
 
     def _finished(self, event: RunFinished) -> None:
         self.timers.cancel(stakeholder_timer_key(self.run_id))

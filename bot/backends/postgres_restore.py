@@ -1,0 +1,220 @@
+"""PostgreSQL's steps of a restore (the hooks restore.restore_aside calls): a shadow database, pg_restore,
+ANALYZE and the live database's properties, then the rename swap.
+
+The swap closes the live database to new connections (ALLOW_CONNECTIONS false), terminates its
+sessions and renames both databases in ONE transaction; postgres_repair explains what a crash in that
+window leaves and how it is repaired.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from contextlib import suppress
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import psycopg
+
+from bot import format as fmt
+from bot.backends import postgres_admin as admin
+from bot.backends import postgres_repair as repair
+from bot.backends.dbtools import one_line, refuse_unless_shadow, run_tool, stamp
+from bot.backends.reporter import MEASURE_EVERY_S, Reporter
+from bot.backends.restore import Loaded, Restore, Swapped
+from bot.errors import RestoreFailed
+
+if TYPE_CHECKING:
+    from bot.backends.postgres import PostgresDatabase
+
+log = logging.getLogger(__name__)
+
+_RESTORE_STEP = re.compile(r"^pg_restore: (creating|processing data for|executing|processing item) (.*)$")
+
+
+class PostgresRestore(Restore):
+    """One restore of `db` from `source`: implements restore.RestoreHooks."""
+
+    def __init__(self, db: PostgresDatabase, source: Path) -> None:
+        super().__init__(db.name, source)
+        self.db = db
+        self.toc: list[str] = []
+        self.info: admin.DbInfo | None = None
+        self.no_owner = False
+        self.ownership = ""
+
+    def refuse(self, shadow: str) -> None:
+        refuse_unless_shadow(self.live, shadow, max_bytes=admin.PG_NAME_MAX, action="restore into", error=RestoreFailed)
+
+    def prepare(self, say: Reporter) -> int:
+        self.toc = self.db.toc(self.source)
+        with self.db.admin_session(self.untouched) as conn:
+            self.info = admin.database_info(conn, self.live)
+            if self.info is None:
+                raise RestoreFailed(
+                    f"the live database {self.live} does not exist on {self.db.describe()}; nothing was restored",
+                    hint="check the environment's DATABASE_URL names the right database",
+                )
+            self.no_owner, self.ownership = self._ownership(conn)
+        return len(self.toc)
+
+    def new_shadow(self) -> str:
+        with self.db.admin_session(self.untouched) as conn:
+            return admin.free_name(conn, self.live, f"_rb_shadow_{stamp(seconds=True)}")
+
+    def exists(self, shadow: str) -> bool:
+        with self.db.admin_session(self.untouched) as conn:
+            return admin.exists(conn, shadow)
+
+    def drop_shadow(self, shadow: str) -> None:
+        # Refuses new connections first, then DROP … WITH (FORCE): an orphaned pg_restore cannot write on.
+        with self.db.admin_session(f"the shadow database {shadow} may still exist") as conn:
+            repair.drop_shadow(conn, shadow)
+
+    def create_shadow(self, shadow: str) -> list[str]:
+        assert self.info is not None  # prepare() ran
+        with self.db.admin_session(self.untouched) as conn:
+            try:
+                return admin.create_shadow(conn, shadow, self.info)
+            except psycopg.Error as exc:
+                raise RestoreFailed(
+                    f"could not create the shadow database {shadow}: {one_line(exc)}; {self.untouched}",
+                    hint="the bot's role needs CREATEDB (and ownership of the live database) to restore",
+                ) from None
+
+    def load(self, shadow: str, say: Reporter) -> None:
+        """pg_restore into the shadow, measured in table-of-contents entries (it names each as it goes)."""
+        total = len(self.toc)
+        done = 0
+        current = "connecting"
+        started = time.monotonic()
+
+        def on_line(line: str) -> None:
+            nonlocal done, current
+            match = _RESTORE_STEP.match(line)
+            if match:
+                done = min(done + 1, total)
+                current = f"{match.group(1)} {match.group(2)}"
+                text = f"restoring into {shadow}: {done} of {total} objects ({current})"
+                say.measure(text, done=done, total=total, unit="objects")
+
+        def on_tick() -> None:
+            elapsed = fmt.duration(time.monotonic() - started, rough=True)
+            say.maybe(f"restoring into {shadow}: {done} of {total} objects, {elapsed} so far ({current})")
+
+        args = ["pg_restore", "--verbose", "--no-password", "--exit-on-error"]
+        args += ["--no-owner"] if self.no_owner else []
+        args += [f"--jobs={self.db.jobs}"] if self.db.jobs > 1 else []
+        args += [f"--dbname={self.db.conninfo(shadow)}", str(self.source)]
+        say.measure(
+            f"restoring {self.source.name} into {shadow} ({total} objects)",
+            done=0,
+            total=total,
+            unit="objects",
+            at_once=True,
+        )
+        run = run_tool(
+            args,
+            env=self.db.env(),
+            timeout_s=self.db.tool_timeout_s,
+            on_line=on_line,
+            on_tick=on_tick,
+            tick_s=MEASURE_EVERY_S,
+        )
+        if not run.ok:
+            raise RestoreFailed(
+                f"restore failed at {current} ({done} of {total} objects): {run.why()}; {self.untouched}",
+                hint="fix the cause and retry, or restore from another dump; if it is about owners,"
+                " retry with keep_owners off",
+            )
+        # Not every entry is named in pg_restore's output (comments, ACLs): the whole archive is in now.
+        say.measure(f"restored {total} objects into {shadow}", done=total, total=total, unit="objects")
+
+    def verify_loaded(self, shadow: str, say: Reporter) -> Loaded:
+        assert self.info is not None
+        warnings = self._analyze(shadow, say) if self.db.analyze else []
+        with self.db.admin_session(self.untouched) as conn:
+            warnings += admin.copy_properties(conn, self.info, shadow)
+        return Loaded(warnings=warnings)
+
+    def swap(self, shadow: str, say: Reporter) -> Swapped:
+        live, db = self.live, self.db
+        with db.admin_session(self.untouched) as conn:
+            kept = admin.free_name(conn, live, f"_before_rollback_{stamp()}")
+            say.say(f"switching: closing connections to {live}")
+            try:
+                admin.set_allow_connections(conn, live, False)
+                terminated = 0
+                for attempt in range(3):
+                    terminated += admin.disconnect_others(conn, live, timeout_s=db.swap_timeout_s)
+                    admin.disconnect_others(conn, shadow, timeout_s=db.swap_timeout_s)
+                    try:
+                        admin.swap(conn, live=live, shadow=shadow, kept=kept)
+                        say.say(f"switched: {live} now holds the restored data; previous data is {kept}")
+                        return self._swapped(kept, terminated)
+                    except psycopg.errors.ObjectInUse:
+                        if attempt == 2:  # a session slipped in between terminate and rename, thrice
+                            raise
+            except (psycopg.Error, admin.SessionsRemain) as exc:
+                if isinstance(exc, admin.SessionsRemain):
+                    why = f"sessions would not close: {'; '.join(exc.sessions[:5])}"
+                else:
+                    why = one_line(exc)
+                if self._swapped_anyway(shadow, kept):  # e.g. the reply to COMMIT was lost
+                    return self._swapped(kept, 0)
+                self._reenable(live)
+                raise RestoreFailed(
+                    f"could not switch {live} to the restored data: {why}; {live} is as it was"
+                    " and accepts connections again; the restored copy was dropped",
+                    hint="retry when the sessions are gone (or stop the app first); the bot's role must own"
+                    f" {live} and be allowed to terminate its sessions",
+                ) from None
+            except BaseException:  # interrupted: never leave the live database refusing connections
+                if not self._swapped_anyway(shadow, kept):
+                    self._reenable(live)
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # --- internals ------------------------------------------------------------------------------
+
+    def _swapped(self, kept: str, terminated: int) -> Swapped:
+        return Swapped(kept=kept, details={"ownership": self.ownership, "terminated_sessions": str(terminated)})
+
+    def _ownership(self, conn: admin.Conn) -> tuple[bool, str]:
+        """Whether to restore with --no-owner, and a note saying what ownership the objects will get.
+
+        Keeping owners matters (the app's role must own its tables to migrate them) but only works if
+        this role may give objects to those owners; otherwise pg_restore would fail on the first one.
+        """
+        me, _ = admin.current_role(conn)
+        keep = self.db.keep_owners
+        if keep is not None:
+            return (not keep, "as in the dump" if keep else f"owned by {me}")
+        missing = admin.can_assign_owners(conn, admin.owners_in_toc(self.toc))
+        if missing:
+            return True, f"owned by {me} (cannot assign the dump's owners: {', '.join(missing[:5])})"
+        return False, "as in the dump"
+
+    def _analyze(self, shadow: str, say: Reporter) -> list[str]:
+        """Gather planner statistics before the swap: without them the first queries can crawl."""
+        say.say(f"analyzing {shadow}")
+        try:
+            with self.db.connect(shadow, timeout_s=self.db.connect_timeout_s) as conn:
+                conn.execute("SET statement_timeout = 0")
+                conn.execute("ANALYZE")
+        except psycopg.Error as exc:
+            return [f"ANALYZE of the restored data failed ({one_line(exc)}); autovacuum will catch up"]
+        return []
+
+    def _swapped_anyway(self, shadow: str, kept: str) -> bool:
+        with suppress(Exception), self.db.admin_session("") as conn:
+            return admin.exists(conn, kept) and not admin.exists(conn, shadow)
+        return False
+
+    def _reenable(self, live: str) -> None:
+        try:
+            with self.db.admin_session("") as conn:
+                admin.set_allow_connections(conn, live, True)
+        except Exception:
+            log.error("could not re-enable connections to %s", live, exc_info=True)
