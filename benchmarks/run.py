@@ -50,13 +50,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from anywhere, installed or not
     sys.path.insert(0, str(ROOT))
 
-from bot.app import ROLLBACK_WORKERS  # noqa: E402
 from bot.config import load_config  # noqa: E402
 from bot.engine.lifecycle import make_request_plan  # noqa: E402
 from bot.engine.plan import RollbackRequest  # noqa: E402
 from bot.engine.story import run_key  # noqa: E402
 from bot.outbox import Outbox  # noqa: E402
 from bot.services import Services, build_services  # noqa: E402
+from handlers.context import PLAN_WORKERS  # noqa: E402
 from sandbox.scenario import Incident, build_incident, drop_databases  # noqa: E402
 from sandbox.slack_api import SlackApiStandIn  # noqa: E402
 from sandbox.slack_harness import INCIDENT, SIGNING_SECRET, SlackWorkspace  # noqa: E402
@@ -277,7 +277,7 @@ class ErrorLog(logging.Handler):
 
 @contextmanager
 def plan_workers_held(workspace: SlackWorkspace) -> Iterator[None]:
-    """Keep the bot's plan/rollback workers busy, so plans queue until the block ends."""
+    """Keep the bot's plan workers busy, so plans queue until the block ends."""
     assert workspace.ctx is not None, "start() first"
     started = threading.Semaphore(0)
     release = threading.Event()
@@ -286,7 +286,7 @@ def plan_workers_held(workspace: SlackWorkspace) -> Iterator[None]:
         started.release()
         release.wait(timeout=SETTLE_TIMEOUT_S)
 
-    holders = [workspace.ctx.executor.submit(hold) for _ in range(ROLLBACK_WORKERS)]
+    holders = [workspace.ctx.planner.submit(hold) for _ in range(PLAN_WORKERS)]
     try:
         for _ in holders:
             if not started.acquire(timeout=60):

@@ -55,6 +55,7 @@ def start_planning(
         channel_name=channel_name,
         supersedes=supersedes,
         hint=PLAN_HINT,
+        planning=True,
     )
 
 

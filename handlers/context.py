@@ -23,6 +23,7 @@ from handlers.outbox_sender import OutboxSender
 
 log = logging.getLogger(__name__)
 
+PLAN_WORKERS = 2
 GROUP_CACHE_SECONDS = 60.0  # approver groups change rarely; a minute keeps a double check cheap
 
 
@@ -57,6 +58,9 @@ class SlackContext:
     client: WebClient
     executor: TrackedExecutor  # the bot's own: plans and rollbacks
     listener_executor: TrackedExecutor  # Bolt's: listeners after their ack
+    # Plans (git fetch, migration scan) have their own small pool: a burst of them never takes the
+    # rollbacks' workers, and never more than this many run against the listeners' two cores at once.
+    planner: TrackedExecutor = field(default_factory=lambda: TrackedExecutor(workers=PLAN_WORKERS, name="planner"))
     sender: OutboxSender | None = None  # drains the outbox to Slack (started by bot.app)
     poller: TimerPoller | None = None  # fires durable timers (started by bot.app)
     _groups: dict[str, tuple[float, set[str]]] = field(default_factory=dict)
@@ -101,12 +105,21 @@ class SlackContext:
         """Run slow work (git fetch, the rollback itself) on the bot's own executor, never Bolt's threads."""
         return self.executor.submit(_logged, fn, *args, **kwargs)
 
-    def hand_off(self, reply: Reply, fn: Callable[..., Any], /, *args: Any, hint: str = "", **kwargs: Any) -> None:
-        """After the ack: run `fn` on the bot's executor; whatever it raises is told to `reply`'s person.
-
-        `hint` is what they are told to do if it fails unexpectedly (see handlers.errors.answered).
+    def hand_off(
+        self,
+        reply: Reply,
+        fn: Callable[..., Any],
+        /,
+        *args: Any,
+        hint: str = "",
+        planning: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        """After the ack: run `fn` on the bot's executor (the planner's for plans); whatever it raises is
+        told to `reply`'s person. `hint` is what they are told to do if it fails unexpectedly.
         """
-        self.executor.submit(self._answered, reply, fn, args, kwargs, hint)
+        pool = self.planner if planning else self.executor
+        pool.submit(self._answered, reply, fn, args, kwargs, hint)
 
     def _answered(
         self, reply: Reply, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], hint: str
@@ -142,7 +155,7 @@ class SlackContext:
         return False
 
     def _busy(self) -> bool:
-        if self.executor.busy or self.listener_executor.busy:
+        if self.executor.busy or self.listener_executor.busy or self.planner.busy:
             return True
         if self.poller is not None and self.poller.busy:
             return True

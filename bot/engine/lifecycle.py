@@ -16,6 +16,7 @@ store, so a double click, a Slack retry or a second replica changes a run once.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from bot.backends.base import FlagState
@@ -26,6 +27,7 @@ from bot.engine.events import Reporter, RunStarted, StepProgress, emit
 from bot.engine.outcomes import FlagsOutcome
 from bot.engine.plan import Plan, RollbackRequest, make_plan
 from bot.engine.run_status import Act, Actor, Decision, RunStatus, RunView, view
+from bot.engine.single_flight import SingleFlight
 from bot.engine.steps import STEP_BY_NAME, STEPS
 from bot.engine.story import header_notice
 from bot.errors import BadRequest, InvalidState, LockHeld, NotAllowed, PlanExpired
@@ -126,9 +128,22 @@ def check_may_request(services: Services, request: RollbackRequest, *, actor: Ac
         check_requester(settings, env=request.env, user=actor.id, members_of=actor.members_of)
 
 
+_PLANS: SingleFlight[Plan] = SingleFlight()
+
+
 def make_request_plan(services: Services, request: RollbackRequest) -> Plan:
-    """The plan for a request, reading the remote and the store; changes nothing."""
+    """The plan for a request, reading the remote and the store; changes nothing.
+
+    Identical requests in flight at the same moment share one computation (one fetch, one scan); each
+    requester still gets a plan in their own name.
+    """
     validate_request(services, request)
+    key = (id(services), request.env, request.to, request.code, request.db, request.flags, request.dry_run)
+    plan = _PLANS.do(key, lambda: _compute_plan(services, request))
+    return plan if plan.requested_by == request.requested_by else replace(plan, requested_by=request.requested_by)
+
+
+def _compute_plan(services: Services, request: RollbackRequest) -> Plan:
     settings = services.config.environment(request.env)
     database = None
     if settings.database.engine != "none":
