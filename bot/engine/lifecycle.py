@@ -16,21 +16,19 @@ store, so a double click, a Slack retry or a second replica changes a run once.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from bot.backends.base import FlagState
-from bot.choices import CODE_CHOICES, DB_CHOICES
 from bot.engine import run as executor
 from bot.engine.approval import check_approval, check_requester, is_listed
 from bot.engine.events import Reporter, RunStarted, StepProgress, emit
 from bot.engine.outcomes import FlagsOutcome
-from bot.engine.plan import Plan, RollbackRequest, make_plan
+from bot.engine.plan import Plan, RollbackRequest
+from bot.engine.planning import make_request_plan
 from bot.engine.run_status import Act, Actor, Decision, RunStatus, RunView, view
-from bot.engine.single_flight import SingleFlight
 from bot.engine.steps import STEP_BY_NAME, STEPS
 from bot.engine.story import header_notice
-from bot.errors import BadRequest, InvalidState, LockHeld, NotAllowed, PlanExpired
+from bot.errors import InvalidState, LockHeld, NotAllowed, PlanExpired
 from bot.outbox import Outbox
 from bot.process_identity import current_process
 from bot.store import RunRecord, now
@@ -114,52 +112,10 @@ def authorize(services: Services, record: RunRecord, *, actor: Actor, act: Act) 
 # --- planning -----------------------------------------------------------------------------------------
 
 
-def validate_request(services: Services, request: RollbackRequest) -> None:
-    services.config.environment(request.env)  # raises UnknownEnvironment naming the known ones
-    if request.code is not None and request.code not in CODE_CHOICES:
-        raise BadRequest(f"unknown code strategy {request.code!r}", hint=f"one of {', '.join(CODE_CHOICES)}")
-    if request.db is not None and request.db not in DB_CHOICES:
-        raise BadRequest(f"unknown database action {request.db!r}", hint=f"one of {', '.join(DB_CHOICES)}")
-
-
 def check_may_request(services: Services, request: RollbackRequest, *, actor: Actor) -> None:
     if actor.via == "slack":
         settings = services.config.environment(request.env)
         check_requester(settings, env=request.env, user=actor.id, members_of=actor.members_of)
-
-
-_PLANS: SingleFlight[Plan] = SingleFlight()
-
-
-def make_request_plan(services: Services, request: RollbackRequest) -> Plan:
-    """The plan for a request, reading the remote and the store; changes nothing.
-
-    Identical requests in flight at the same moment share one computation (one fetch, one scan); each
-    requester still gets a plan in their own name.
-    """
-    validate_request(services, request)
-    key = (id(services), request.env, request.to, request.code, request.db, request.flags, request.dry_run)
-    plan = _PLANS.do(key, lambda: _compute_plan(services, request))
-    return plan if plan.requested_by == request.requested_by else replace(plan, requested_by=request.requested_by)
-
-
-def _compute_plan(services: Services, request: RollbackRequest) -> Plan:
-    settings = services.config.environment(request.env)
-    database = None
-    if settings.database.engine != "none":
-        try:
-            database = services.database(request.env)
-        except Exception:  # no URL yet: the plan can still be shown; the safety check will name it
-            database = None
-    return make_plan(
-        request,
-        settings=settings,
-        repo=services.repo(request.env),
-        database=database,
-        restore_point=services.store.latest_restore_point(request.env),
-        dump_override=services.dump_override(request.env),
-        backup_dir=services.config.artifact_location,
-    )
 
 
 def propose(
