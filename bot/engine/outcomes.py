@@ -23,7 +23,7 @@ class _Outcome(BaseModel):
         return cls.model_validate(details or {})
 
     def to_details(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+        return self.model_dump(mode="json", exclude_none=True)  # what did not happen is not shown
 
 
 class SafetyOutcome(_Outcome):

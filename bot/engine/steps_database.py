@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bot import format as fmt
 from bot.artifacts import fetched, is_s3
-from bot.engine.outcomes import DatabaseOutcome
+from bot.engine.outcomes import DatabaseOutcome, DumpOutcome
 from bot.engine.restore_points import dump_and_put
 from bot.engine.step_context import StepContext, StepOutcome
 from bot.errors import NotSupported, RollbackError
@@ -72,14 +72,14 @@ def pre_rollback_dump(ctx: StepContext) -> StepOutcome:
         f"{stored.location.rsplit('/', 1)[-1]} ({fmt.size(stored.size)}, {info.entries} entries, verified, "
         f"sha256 {stored.sha256[:12]}…) in {stored.location.rsplit('/', 1)[0]}"
     )
-    details = {
-        "path": stored.location,  # where it is kept: a path, or s3://bucket/key
-        "location": stored.location,
-        "size_bytes": stored.size,
-        "sha256": stored.sha256,
-        "entries": info.entries,
-    }
-    return StepOutcome("ok", summary, details)
+    kept = DumpOutcome(  # path and location: where it is kept, a path or s3://bucket/key
+        path=stored.location,
+        location=stored.location,
+        size_bytes=stored.size,
+        sha256=stored.sha256,
+        entries=info.entries,
+    )
+    return StepOutcome("ok", summary, kept.to_details())
 
 
 def database_restore(ctx: StepContext) -> StepOutcome:
@@ -109,13 +109,12 @@ def database_restore(ctx: StepContext) -> StepOutcome:
     return StepOutcome(
         "ok",
         result.summary or f"restored {result.database} from {name}; previous data kept as {result.previous}",
-        {
-            "database": result.database,
-            "previous": result.previous,
-            "source": source,
+        {  # the engine's own facts (timings, warnings) are shown with the step; the typed ones win
             "sha256": plan.database.source_sha256,
-            "shadow": shadow,
             **result.details,
+            **DatabaseOutcome(
+                database=result.database, previous=result.previous, source=source, shadow=shadow
+            ).to_details(),
         },
     )
 
@@ -144,7 +143,9 @@ def _rds_restore(ctx: StepContext) -> StepOutcome:
     return StepOutcome(
         "ok",
         result.summary or f"restored {result.source} into NEW instance {result.instance_id} at {endpoint}",
-        {"instance": result.instance_id, "endpoint": endpoint, "source": result.source, "status": result.status},
+        DatabaseOutcome(
+            instance=result.instance_id, endpoint=endpoint, source=result.source, status=result.status
+        ).to_details(),
     )
 
 
