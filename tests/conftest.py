@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from bot.config import load_config
 from bot.services import Services, build_services
+from bot.store import Store
 from sandbox.scenario import Incident, build_incident
 
 TEST_URL_ENV = "RB_TEST_DATABASE_URL"
@@ -49,3 +52,26 @@ class _Env(dict[str, str]):
     def __setitem__(self, key: str, value: str) -> None:
         self._monkeypatch.setenv(key, value)
         super().__setitem__(key, value)
+
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """An empty store on SQLite, then on a fresh PostgreSQL database (dropped after)."""
+    if request.param == "sqlite":
+        s = Store(f"sqlite:///{tmp_path / 'state.db'}")
+        yield s
+        s.close()
+        return
+    name = f"rb_store_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    s = Store(f"postgresql://postgres@127.0.0.1:5432/{name}")
+    try:
+        yield s
+    finally:
+        s.close()
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -21,6 +21,7 @@ from bot.engine.restore_points import take_snapshot
 from bot.services import Services
 from sandbox.repo import git
 from sandbox.scenario import PG_ADMIN_URL, Incident, database_contents
+from tests.fixtures.waiting import wait_for
 
 BIN = Path(sys.executable).parent / "rollback-bot"
 
@@ -39,15 +40,6 @@ def shadows(db_name: str) -> list[str]:
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (f"{db_name}_rb_shadow_%",))
         return [r[0] for r in rows]
-
-
-def wait_for(what: str, predicate: object, *, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise TimeoutError(what)
 
 
 def test_kill_9_mid_restore_then_resume_retry_finishes_with_one_commit_and_no_leftover(

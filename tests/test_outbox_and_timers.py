@@ -3,38 +3,11 @@
 from __future__ import annotations
 
 import threading
-import uuid
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
-
-import psycopg
-import pytest
-from psycopg import sql
 
 from bot.outbox import Notice, Outbox, SlackMessage
 from bot.store import Store, now
 from bot.timers import Timer, TimerKind, TimerPoller, Timers
-from tests.fixtures.databases import PG_ADMIN_URL
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        built = Store(f"sqlite:///{tmp_path / 'store.db'}")
-        yield built
-        built.close()
-        return
-    name = f"rbt_store_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    built = Store(PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}")
-    try:
-        yield built
-    finally:
-        built.close()
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def step(state: str, key: str = "run:r1:step:code") -> Notice:

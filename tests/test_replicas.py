@@ -15,7 +15,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +33,7 @@ from sandbox.slack_harness import INCIDENT, SIGNING_SECRET, STATUS, find_button,
 from sandbox.slack_signing import SlackRequestSender
 from tests.conftest import TEST_URL_ENV, _Env
 from tests.fixtures.databases import PG_ADMIN_URL
+from tests.fixtures.waiting import wait_for
 from tests.test_slack_app import ALICE, CAROL
 
 BIN = Path(sys.executable).parent / "rollback-bot"
@@ -89,15 +90,6 @@ def start_replica(name: str, *, config: Path, api: SlackApiStandIn, root: Path) 
             time.sleep(0.1)
     process.kill()
     raise RuntimeError(f"replica {name} did not start: {log.read_text()[-2000:]}")
-
-
-def wait_for(what: str, predicate: Callable[[], object], *, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise TimeoutError(f"not in {timeout:.0f}s: {what}")
 
 
 def posts_per_row(api: SlackApiStandIn) -> Counter[int]:
@@ -163,10 +155,14 @@ def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster
 
 def test_two_replicas_expire_a_plan_once(cluster: Cluster) -> None:
     cluster.sender(cluster.a).slash_command(user_id=ALICE, text="prod --db none", channel_id=INCIDENT)
-    wait_for("the plan is posted", lambda: cluster.api.messages(INCIDENT))
+    wait_for("the plan is posted", lambda: cluster.api.messages(INCIDENT), timeout=90)
     plan = cluster.api.messages(INCIDENT)[-1]
     run_id = cluster.services.store.list_runs()[0].id
-    wait_for("the plan expires", lambda: "expired" in json.dumps(cluster.api.message(INCIDENT, plan.ts).blocks))
+    wait_for(
+        "the plan expires",
+        lambda: "expired" in json.dumps(cluster.api.message(INCIDENT, plan.ts).blocks),
+        timeout=90,
+    )
     time.sleep(3)  # both pollers had time to fire it again, had the claim let them
     expired = [e for e in cluster.services.store.audit_trail(run_id=run_id) if e.action == "run.expired"]
     assert len(expired) == 1
@@ -178,7 +174,7 @@ def test_killing_the_replica_running_a_rollback_loses_no_update_reminder_or_mess
     store = cluster.services.store
     cluster.incident.health.answer_next(503, 503, 503)  # the app takes a few seconds to come back
     cluster.sender(cluster.a).slash_command(user_id=ALICE, text="prod --db none", channel_id=INCIDENT)
-    wait_for("the plan is posted", lambda: cluster.api.messages(INCIDENT))
+    wait_for("the plan is posted", lambda: cluster.api.messages(INCIDENT), timeout=90)
     plan = cluster.api.messages(INCIDENT)[-1]
     run_id = store.list_runs()[0].id
     cluster.click(cluster.a, CAROL, "Confirm", plan)  # replica a runs it

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.engine.steps import STEPS
 from bot.services import Services
 from sandbox.repo import git
 from sandbox.scenario import Incident, database_contents
@@ -67,15 +68,7 @@ def test_request_plan_refused_self_approval_approval_thread_and_checklist(
     header = slack.api.message(INCIDENT, plan.ts)
     assert "Confirm" not in text_of(header) and CAROL in text_of(header)
     thread = slack.thread(plan)
-    titles = (
-        "Safety checks",
-        "Pre-rollback dump",
-        "Code rollback",
-        "Database restore",
-        "Feature flags",
-        "Health checks",
-        "Post-rollback checklist:",
-    )
+    titles = [step.title for step in STEPS]
     steps = [m for m in thread if any(m.text.startswith((f"✅ {t}", f"⏭ {t}")) for t in titles)]
     # One message per step in its final state: a step's interim states are updated in place, or coalesced
     # into that one message when the outbox still held them (only the latest state of a message is sent).

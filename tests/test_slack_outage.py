@@ -10,21 +10,15 @@ from collections.abc import Iterator
 import pytest
 
 from bot.cli import main
+from bot.engine.steps import STEPS
 from bot.outbox import Outbox
 from bot.services import Services
 from sandbox.scenario import Incident
 from sandbox.slack_harness import INCIDENT, STATUS, SlackWorkspace
+from tests.fixtures.waiting import wait_for
 from tests.test_slack_app import ALICE, CAROL, remote_head
 
-STEP_TITLES = (
-    "Safety checks",
-    "Pre-rollback dump",
-    "Code rollback",
-    "Database restore",
-    "Feature flags",
-    "Health checks",
-    "Post-rollback checklist",
-)
+STEP_TITLES = tuple(step.title for step in STEPS)
 
 
 @pytest.fixture
@@ -47,15 +41,6 @@ def posts_by_outbox_row(slack: SlackWorkspace) -> Counter[int]:
     return counts
 
 
-def wait_for(predicate: object, *, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.1)
-    raise TimeoutError("condition not met in time")
-
-
 @pytest.mark.parametrize("outage", [503, 429, 0], ids=["5xx", "429", "no answer"])
 def test_a_rollback_runs_on_while_slack_refuses_everything_and_every_message_arrives_once(
     slack: SlackWorkspace, services: Services, incident: Incident, outage: int
@@ -68,7 +53,7 @@ def test_a_rollback_runs_on_while_slack_refuses_everything_and_every_message_arr
     started = time.monotonic()
     slack.click(CAROL, "Confirm", message=plan, settle=False)
     run_id = services.store.list_runs()[0].id
-    wait_for(lambda: services.store.get_run(run_id).status == "succeeded")
+    wait_for("the run succeeds", lambda: services.store.get_run(run_id).status == "succeeded")
     took = time.monotonic() - started
     # The rollback finished while Slack answered nothing but errors: nothing it did waited for Slack.
     assert remote_head(incident) != head_before and Outbox(services.store).pending_count() > 10
@@ -77,7 +62,8 @@ def test_a_rollback_runs_on_while_slack_refuses_everything_and_every_message_arr
         assert during and all(c.status == outage for c in during)  # Slack was tried, and took nothing
     else:  # no answer at all: the sender's calls timed out, and it kept the messages for later
         wait_for(
-            lambda: any("timed out" in (error or "") for _, _, _, error in Outbox(services.store).rows(run_id=run_id))
+            "a send times out",
+            lambda: any("timed out" in (error or "") for _, _, _, error in Outbox(services.store).rows(run_id=run_id)),
         )
     assert took < 60
 

@@ -3,36 +3,11 @@
 from __future__ import annotations
 
 import threading
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
-import psycopg
 import pytest
 
 from bot.errors import LockHeld
 from bot.store import Store
-
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        s = Store(f"sqlite:///{tmp_path / 'state.db'}")
-        yield s
-        s.close()
-        return
-    name = f"rb_store_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    s = Store(f"postgresql://postgres@127.0.0.1:5432/{name}")
-    try:
-        yield s
-    finally:
-        s.close()
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _run(store: Store, env: str = "prod") -> str:
