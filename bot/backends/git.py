@@ -23,6 +23,7 @@ from pathlib import Path
 import git
 
 from bot.backends.base import CodeResult, Commit
+from bot.backends.dbtools import TOOL_NICENESS
 from bot.errors import BadRequest, GitError, PushRejected
 from bot.redact import redact
 
@@ -382,7 +383,7 @@ class GitRepo:
             full_env["GIT_SSH_COMMAND"] = self._ssh_command
         try:
             status, raw, err = runner.execute(
-                [git.Git.GIT_PYTHON_GIT_EXECUTABLE or "git", *args],
+                [*_nice(exe := git.Git.GIT_PYTHON_GIT_EXECUTABLE or "git"), exe, *args],
                 with_extended_output=True,
                 with_exceptions=False,
                 stdout_as_string=False,
@@ -487,3 +488,13 @@ def _ls_remote_value(text: str, ref: str) -> str | None:
         if name.strip() == ref:
             return sha.strip()
     return None
+
+
+def _nice(executable: str) -> tuple[str, ...]:
+    """`nice -n 10`, so that git (a fetch per plan, a burst of plans) never competes with Slack's acks.
+
+    Only when both are on PATH: a missing git must still be reported as git missing, not as nice failing.
+    """
+    if shutil.which("nice") and shutil.which(executable):
+        return ("nice", "-n", str(TOOL_NICENESS))
+    return ()
