@@ -128,7 +128,19 @@ class DatabaseSettings(_Strict):
     url_env: str = "DATABASE_URL"
     restore: Literal["dump", "rds-snapshot", "rds-pitr", "none"] = "none"
     dump: str | None = None
+    # snapshot also restores the restore point into a standby database; a rollback's database step is
+    # then the swap alone, and the pre-rollback dump is taken of the kept database after it
+    prestage: bool = False
     _check_env = field_validator("url_env")(_env_var_name)
+
+    @model_validator(mode="after")
+    def _prestage_needs_a_swap(self) -> DatabaseSettings:
+        if self.prestage and (self.engine != "postgres" or self.restore != "dump"):
+            raise ValueError(
+                'prestage = true needs engine = "postgres" and restore = "dump": the standby is a database'
+                " beside the live one, swapped in by a rename"
+            )
+        return self
 
 
 class RdsSettings(_Strict):

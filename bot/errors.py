@@ -86,6 +86,10 @@ class RestoreFailed(DatabaseError):
     """A restore did not complete; the message says what state the live database is in."""
 
 
+class StandbyUnusable(DatabaseError):
+    """The prestaged standby is missing or may have changed: the restore takes the normal path."""
+
+
 class HealthCheckFailed(RollbackError):
     pass
 

@@ -44,7 +44,11 @@ def plan_text(plan: Plan) -> str:
         )
     if db.new_instance:
         lines.append(f"  new instance   {db.new_instance} (RDS restores never touch the old instance; repoint the app)")
-    if db.pre_dump:
+    if db.prestaged:
+        lines.append(f"  prestaged      {db.standby_note}")
+    if db.pre_dump and db.prestaged:
+        lines.append(f"  pre-rollback   dump of the kept database to {db.pre_dump}, after the swap, verified, kept")
+    elif db.pre_dump:
         lines.append(f"  pre-rollback   dump to {db.pre_dump}, verified before anything changes, kept")
     if plan.flags:
         for flag in plan.flags:

@@ -27,6 +27,7 @@ from bot.engine.events import (
     StepFinished,
     StepProgress,
     StepStarted,
+    StepStopped,
 )
 from bot.errors import ConfigError, RollbackError
 from bot.progress import Estimate, left_text, measure_text, plain_line
@@ -99,6 +100,8 @@ class TerminalReporter:
                 self.say(
                     f"     {'✅' if row['healthy'] else '❌'} {row['url']}  {row['status']}  {row['attempts']} tries"
                 )
+        elif isinstance(event, StepStopped):
+            self.say(f"↩  {event.title}: {event.reason}")
         elif isinstance(event, StepFailed):
             self.say(f"❌ {event.title} failed: {event.error}")
             if event.hint:

@@ -111,7 +111,14 @@ def _code_and_database(plan: Plan, now: datetime) -> str:
             f"*New RDS instance*: {code(db.new_instance, limit=100)}: the old instance is not touched; "
             "the app must be pointed at the new endpoint"
         )
-    if db.pre_dump:
+    if db.prestaged:
+        lines.append(f"*Prestaged*: {esc(db.standby_note)}")
+    if db.pre_dump and db.prestaged:
+        lines.append(
+            f"*Pre-rollback dump*: of the kept database, right after the swap, to {code(db.pre_dump, limit=300)},"
+            " verified, and kept; the kept database is never dropped before it is"
+        )
+    elif db.pre_dump:
         lines.append(
             f"*Before anything changes*: a pre-rollback dump to {code(db.pre_dump, limit=300)}, verified, and kept"
         )

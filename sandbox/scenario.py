@@ -70,6 +70,7 @@ def config_text(
     health_interval: str = "200ms",
     store: str = "sqlite:///state/rollback-bot.db",
     plan_expires_after: str = "15m",
+    prestage: bool = False,
 ) -> str:
     return f"""# The sandbox's rollback.toml: one environment, "prod", on this machine.
 [bot]
@@ -100,6 +101,7 @@ two_person = true
 engine = "postgres"
 url_env = "{url_env}"
 restore = "dump"
+prestage = {"true" if prestage else "false"}
 
 [[environments.prod.health]]
 url = "{health_url}"

@@ -59,7 +59,9 @@ def test_kill_9_mid_restore_then_resume_retry_finishes_with_one_commit_and_no_le
         start_new_session=True,  # like a bot host process: its pg_restore child is orphaned, not killed with it
     )
     try:
-        wait_for("the restore is under way", lambda: shadows(incident.db_name) and _step(services) == "database")
+        wait_for(
+            "the restore is under way", lambda: shadows(incident.db_name) and _database_step(services) == "running"
+        )
         time.sleep(0.5)
         bot.send_signal(signal.SIGKILL)
         bot.wait(timeout=10)
@@ -86,6 +88,9 @@ def test_kill_9_mid_restore_then_resume_retry_finishes_with_one_commit_and_no_le
     assert database_contents(incident.db_url) == wanted
 
 
-def _step(services: Services) -> str | None:
+def _database_step(services: Services) -> str | None:
+    """The database step's status: it runs (loading its shadow) beside the pre-rollback dump."""
     runs = services.store.list_runs(limit=1)
-    return runs[0].current_step if runs else None
+    if not runs:
+        return None
+    return next(s.status for s in services.store.steps(runs[0].id) if s.name == "database")

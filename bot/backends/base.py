@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 ProgressUnit = Literal["bytes", "objects", "tables", "seconds"]
 
@@ -124,6 +125,54 @@ class RestoreResult:
     details: dict[str, str] = field(default_factory=dict)
 
 
+class StagedRestore(Protocol):
+    """A restore loaded aside and checked, waiting for its swap; the live database is untouched so far."""
+
+    shadow: str
+    staged_s: float  # how long loading and checking took
+
+    def swap_in(self, *, progress: Progress) -> RestoreResult:
+        """Swap the shadow in (the live data kept under a new name); on failure the shadow is dropped."""
+        ...
+
+    def discard(self, *, progress: Progress) -> None:
+        """Drop the shadow: the restore is not wanted any more."""
+        ...
+
+
+@dataclass(frozen=True)
+class Standby:
+    """A restore point restored ahead of time into a standby database beside the live one (prestage)."""
+
+    database: str
+    oid: int  # a dropped and re-created database gets a new oid: the standby is this very database
+    label: str  # which restore point it holds, for messages
+
+
+@runtime_checkable
+class StandbyDatabase(Protocol):
+    """A database whose restores can be prestaged: restored into a standby ahead, swapped in later."""
+
+    def build_standby(self, source: Path, *, label: str, progress: Progress = no_progress) -> Standby:
+        """Restore `source` into the standby (replacing the previous one), check it, close it to connections."""
+        ...
+
+    def stage_standby(self, standby: Standby, *, label: str) -> StagedRestore:
+        """Check the standby is `standby`, unchanged; give it the live database's properties; ready to swap.
+
+        Raises StandbyUnusable (nothing changed) when it is missing or may have changed.
+        """
+        ...
+
+    def drop_standby(self) -> str | None:
+        """Drop the standby, if there is one; say what was dropped."""
+        ...
+
+    def dump_kept(self, kept: str, dest: Path, *, progress: Progress = no_progress) -> DumpInfo:
+        """Dump (verified) a database kept aside by a swap: the pre-rollback state, taken after the swap."""
+        ...
+
+
 class Database(Protocol):
     """A live database that can be dumped and restored from a dump file."""
 
@@ -168,6 +217,20 @@ class Database(Protocol):
         With `shadow` (a shadow_name()), restores aside into exactly that name, dropping first a
         leftover of an interrupted attempt; any other name is refused with a DatabaseError.
         Measures the load ("objects", "tables" or "bytes" done of a known total), ending at the total.
+        """
+        ...
+
+    def stage(
+        self,
+        source: Path,
+        *,
+        progress: Progress = no_progress,
+        shadow: str | None = None,
+        cancel: threading.Event | None = None,
+    ) -> StagedRestore:
+        """restore() up to, not including, the swap: the shadow is loaded and checked, nothing live changed.
+
+        Setting `cancel` stops the load (killing the tool) and drops the shadow (RestoreFailed).
         """
         ...
 

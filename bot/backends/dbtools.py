@@ -39,10 +39,11 @@ class ToolRun:
     stdout: str
     stderr_tail: list[str]  # already redacted
     timed_out: bool
+    cancelled: bool = False  # stopped because the caller no longer needed it
 
     @property
     def ok(self) -> bool:
-        return self.returncode == 0 and not self.timed_out
+        return self.returncode == 0 and not self.timed_out and not self.cancelled
 
     def why(self, *, limit: int = 3) -> str:
         """The tool's own words for what went wrong: error lines first, else its last lines."""
@@ -51,6 +52,8 @@ class ToolRun:
         text = " / ".join(line.strip() for line in chosen if line.strip())
         if self.timed_out:
             return f"timed out and was stopped{': ' + text if text else ''}"
+        if self.cancelled:
+            return "stopped: it was no longer needed"
         return text or f"exit code {self.returncode}"
 
 
@@ -77,11 +80,13 @@ def run_tool(
     on_tick: Callable[[], None] | None = None,
     tick_s: float = 2.0,
     keep_lines: int = 60,
+    cancel: threading.Event | None = None,
 ) -> ToolRun:
     """Run a tool without a shell or a terminal, streaming its stderr to `on_line`; `on_tick` every `tick_s`.
 
     Callbacks run on the calling thread (never concurrently with each other), so a progress
-    callback does not have to be thread-safe. The tool is killed, with any children, at `timeout_s`.
+    callback does not have to be thread-safe. The tool is killed, with any children, at `timeout_s`,
+    or as soon as `cancel` is set (the result then says it was cancelled).
     """
     name = Path(args[0]).name
     try:
@@ -126,12 +131,16 @@ def run_tool(
     next_tick = time.monotonic() + tick_s
     tail: deque[str] = deque(maxlen=keep_lines)
     errors: deque[str] = deque(maxlen=10)  # so verbose chatter cannot push the real error out of view
-    timed_out = False
+    timed_out = cancelled = False
     try:
         while True:
             now = time.monotonic()
             if now >= deadline:
                 timed_out = True
+                _kill(proc)
+                break
+            if cancel is not None and cancel.is_set():
+                cancelled = True
                 _kill(proc)
                 break
             # Ticks come every tick_s even while the tool chatters: a measure polled only in silences
@@ -165,7 +174,7 @@ def run_tool(
             thread.join(timeout=5)
     merged = [line for line in errors if line not in tail] + list(tail)
     out = b"".join(stdout_parts).decode("utf-8", "replace")
-    return ToolRun(returncode=proc.returncode, stdout=out, stderr_tail=merged, timed_out=timed_out)
+    return ToolRun(returncode=proc.returncode, stdout=out, stderr_tail=merged, timed_out=timed_out, cancelled=cancelled)
 
 
 def lower_priority(pid: int) -> None:

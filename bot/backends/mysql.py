@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -38,7 +39,7 @@ from bot.backends.dbtools import (
 )
 from bot.backends.mysql_restore import NAME_MAX, MySQLRestore
 from bot.backends.reporter import MEASURE_EVERY_S, Reporter
-from bot.backends.restore import Tick, dump_verified, restore_aside
+from bot.backends.restore import StagedAside, Tick, dump_verified, stage_aside
 from bot.errors import DatabaseError, DumpFailed, RestoreFailed
 from bot.redact import register_secret
 
@@ -119,7 +120,18 @@ class MySQLDatabase:
         return shadow_name_for(self.name, tag, max_bytes=NAME_MAX)
 
     def restore(self, source: Path, *, progress: Progress = no_progress, shadow: str | None = None) -> RestoreResult:
-        return restore_aside(MySQLRestore(self, Path(source).absolute()), progress=progress, shadow=shadow)
+        return self.stage(source, progress=progress, shadow=shadow).swap_in(progress=progress)
+
+    def stage(
+        self,
+        source: Path,
+        *,
+        progress: Progress = no_progress,
+        shadow: str | None = None,
+        cancel: threading.Event | None = None,
+    ) -> StagedAside:
+        hooks = MySQLRestore(self, Path(source).absolute(), cancel=cancel)
+        return stage_aside(hooks, progress=progress, shadow=shadow)
 
     def discard_shadow(self, shadow: str) -> str | None:
         refuse_unless_shadow(self.name, shadow, max_bytes=NAME_MAX, action="drop")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,8 +39,8 @@ class MySQLRestore(Restore):
 
     noun = "tables and views"
 
-    def __init__(self, db: MySQLDatabase, source: Path) -> None:
-        super().__init__(db.name, source)
+    def __init__(self, db: MySQLDatabase, source: Path, *, cancel: threading.Event | None = None) -> None:
+        super().__init__(db.name, source, cancel=cancel)
         self.db = db
         self.size = 0
         self.starts: list[int] = []  # byte offset where each table's (or view's) part of the dump begins
@@ -123,6 +124,7 @@ class MySQLRestore(Restore):
                 stdin=dump,
                 on_tick=on_tick,
                 tick_s=MEASURE_EVERY_S,
+                cancel=self.cancel,
             )
             offset, done = where(dump)
         if not run.ok:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from contextlib import suppress
 from pathlib import Path
@@ -36,8 +37,8 @@ _RESTORE_STEP = re.compile(r"^pg_restore: (creating|processing data for|executin
 class PostgresRestore(Restore):
     """One restore of `db` from `source`: implements restore.RestoreHooks."""
 
-    def __init__(self, db: PostgresDatabase, source: Path) -> None:
-        super().__init__(db.name, source)
+    def __init__(self, db: PostgresDatabase, source: Path, *, cancel: threading.Event | None = None) -> None:
+        super().__init__(db.name, source, cancel=cancel)
         self.db = db
         self.toc: list[str] = []
         self.info: admin.DbInfo | None = None
@@ -121,6 +122,7 @@ class PostgresRestore(Restore):
             on_line=on_line,
             on_tick=on_tick,
             tick_s=MEASURE_EVERY_S,
+            cancel=self.cancel,
         )
         if not run.ok:
             raise RestoreFailed(

@@ -7,6 +7,8 @@ is reported, and what a failure leaves behind:
     shadow (dropping a leftover of an interrupted attempt) → create it → load the dump into it →
     verify / complete it → swap it in (the live data is kept under a before_rollback name). Until
     the swap has happened, any failure drops the shadow and leaves the live database as it was.
+    stage_aside does everything before the swap and hands back a StagedAside to swap in later, so a
+    rollback can load the shadow while its pre-rollback dump is still being taken and verified.
 
     dump_verified: write to `<dest>.partial`, measuring bytes written against the expected size →
     verify → rename into place, durably. A dump that fails anywhere leaves no file behind.
@@ -17,6 +19,7 @@ SQLiteRestore (sqlite_restore.py); the dump hooks are the backends themselves.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,6 +59,7 @@ class RestoreHooks(Protocol):
     untouched: str  # how a failure before the swap ends its message
     noun: str  # what the dump's entries are, for the summary: "objects", "tables and views"
     shadow_kind: str  # what the shadow is, for messages: "shadow database", "staged copy"
+    cancel: threading.Event  # set by whoever started the restore: stop loading (kill the tool), drop the shadow
 
     def refuse(self, shadow: str) -> None:
         """Raise RestoreFailed, changing nothing, unless `shadow` is a shadow name of the live database."""
@@ -104,13 +108,22 @@ class Restore:
     noun = "objects"
     shadow_kind = "shadow database"
 
-    def __init__(self, live: str, source: Path) -> None:
+    def __init__(self, live: str, source: Path, *, cancel: threading.Event | None = None) -> None:
         self.live = live
         self.source = source
         self.untouched = f"the live database {live} was not touched"
+        self.cancel = cancel if cancel is not None else threading.Event()  # set: stop loading, drop the shadow
 
 
 def restore_aside(hooks: RestoreHooks, *, progress: Progress, shadow: str | None) -> RestoreResult:
+    return stage_aside(hooks, progress=progress, shadow=shadow).swap_in(progress=progress)
+
+
+def stage_aside(hooks: RestoreHooks, *, progress: Progress, shadow: str | None) -> StagedAside:
+    """Everything of a restore before the swap: after it the shadow is loaded and checked, live untouched.
+
+    Any failure (or `hooks.cancel` being set) drops the shadow and raises RestoreFailed.
+    """
     say = Reporter(progress)
     started = time.monotonic()
     untouched = hooks.untouched
@@ -124,35 +137,69 @@ def restore_aside(hooks: RestoreHooks, *, progress: Progress, shadow: str | None
         say.say(f"dropping the {hooks.shadow_kind} {shadow} left by an interrupted attempt")
         hooks.drop_shadow(shadow)
 
-    swapped: Swapped | None = None
+    staged: StagedAside | None = None
     try:
         say.say(f"creating {hooks.shadow_kind} {shadow}")
         warnings = hooks.create_shadow(shadow)
+        _stop_if_cancelled(hooks)
         hooks.load(shadow, say)
+        _stop_if_cancelled(hooks)
         loaded = _dump_usable(lambda: hooks.verify_loaded(shadow, say), untouched)
-        swapped = hooks.swap(shadow, say)
+        _stop_if_cancelled(hooks)
+        entries = loaded.entries if loaded.entries is not None else entries
+        staged = StagedAside(hooks, shadow, entries, warnings + loaded.warnings, started)
     finally:
-        if swapped is None:  # whatever failed, the shadow must not outlive the attempt
+        if staged is None:  # whatever failed, the shadow must not outlive the attempt
             _drop_quietly(hooks, shadow, say)
+    return staged
 
-    entries = loaded.entries if loaded.entries is not None else entries
-    warnings += loaded.warnings + swapped.warnings
-    count = f"{entries} {hooks.noun}" if entries is not None else hooks.noun
-    summary = f"restored {count} from {hooks.source.name} into {hooks.live}; previous data kept as {swapped.kept}"
-    say.say(summary)
-    for warning in warnings:
-        say.say(f"warning: {warning}")
-    details = {
-        "source": str(hooks.source),
-        "objects": str(entries),
-        "kept": swapped.kept,
-        "shadow": shadow,
-        **swapped.details,
-        "duration": fmt.duration(time.monotonic() - started, rough=True),
-    }
-    if warnings:
-        details["warnings"] = redact("; ".join(warnings))
-    return RestoreResult(database=hooks.live, previous=swapped.kept, summary=summary, details=details)
+
+class StagedAside:
+    """A restore loaded into its shadow and checked, waiting for the swap: nothing live has changed yet.
+
+    Exactly one of swap_in() and discard() is called; both leave no shadow behind.
+    """
+
+    def __init__(self, hooks: RestoreHooks, shadow: str, entries: int | None, warnings: list[str], started: float):
+        self.hooks = hooks
+        self.shadow = shadow
+        self.entries = entries
+        self.warnings = warnings
+        self.started = started
+        self.staged_s = time.monotonic() - started  # how long loading and checking took
+
+    def swap_in(self, *, progress: Progress) -> RestoreResult:
+        hooks, shadow, say = self.hooks, self.shadow, Reporter(progress)
+        swap_started = time.monotonic()
+        swapped: Swapped | None = None
+        try:
+            swapped = hooks.swap(shadow, say)
+        finally:
+            if swapped is None:
+                _drop_quietly(hooks, shadow, say)
+        swap_s = time.monotonic() - swap_started
+        warnings = self.warnings + swapped.warnings
+        count = f"{self.entries} {hooks.noun}" if self.entries is not None else hooks.noun
+        summary = f"restored {count} from {hooks.source.name} into {hooks.live}; previous data kept as {swapped.kept}"
+        say.say(summary)
+        for warning in warnings:
+            say.say(f"warning: {warning}")
+        details = {
+            "source": str(hooks.source),
+            "objects": str(self.entries),
+            "kept": swapped.kept,
+            "shadow": shadow,
+            **swapped.details,
+            "duration": fmt.duration(time.monotonic() - self.started, rough=True),
+            "loaded_in": fmt.duration(self.staged_s, rough=True),
+            "swapped_in": fmt.duration(swap_s, rough=True),
+        }
+        if warnings:
+            details["warnings"] = redact("; ".join(warnings))
+        return RestoreResult(database=hooks.live, previous=swapped.kept, summary=summary, details=details)
+
+    def discard(self, *, progress: Progress) -> None:
+        _drop_quietly(self.hooks, self.shadow, Reporter(progress))
 
 
 T = TypeVar("T")
@@ -164,6 +211,11 @@ def _dump_usable(step: Callable[[], T], untouched: str) -> T:
         return step()
     except DumpFailed as exc:
         raise RestoreFailed(f"cannot restore from {exc.message}; {untouched}", hint=exc.hint) from None
+
+
+def _stop_if_cancelled(hooks: RestoreHooks) -> None:
+    if hooks.cancel.is_set():
+        raise RestoreFailed(f"the restore was stopped before the swap; {hooks.untouched}")
 
 
 def _drop_quietly(hooks: RestoreHooks, shadow: str, say: Reporter) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import threading
 from contextlib import closing
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
@@ -40,7 +41,7 @@ from bot.backends.dbtools import (
     shadow_name_for,
 )
 from bot.backends.reporter import Reporter
-from bot.backends.restore import Tick, dump_verified, restore_aside
+from bot.backends.restore import StagedAside, Tick, dump_verified, stage_aside
 from bot.backends.sqlite_restore import STAGE_MARK, SQLiteRestore, open_ro
 from bot.errors import DatabaseError, DumpFailed
 
@@ -98,7 +99,18 @@ class SQLiteDatabase:
         )
 
     def restore(self, source: Path, *, progress: Progress = no_progress, shadow: str | None = None) -> RestoreResult:
-        return restore_aside(SQLiteRestore(self, Path(source).absolute()), progress=progress, shadow=shadow)
+        return self.stage(source, progress=progress, shadow=shadow).swap_in(progress=progress)
+
+    def stage(
+        self,
+        source: Path,
+        *,
+        progress: Progress = no_progress,
+        shadow: str | None = None,
+        cancel: threading.Event | None = None,
+    ) -> StagedAside:
+        hooks = SQLiteRestore(self, Path(source).absolute(), cancel=cancel)
+        return stage_aside(hooks, progress=progress, shadow=shadow)
 
     def discard_shadow(self, shadow: str) -> str | None:
         path = self.shadow_path(shadow, action="delete")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from contextlib import closing
@@ -34,8 +35,8 @@ class SQLiteRestore(Restore):
 
     shadow_kind = "staged copy"
 
-    def __init__(self, db: SQLiteDatabase, source: Path) -> None:
-        super().__init__(str(db.path), source)
+    def __init__(self, db: SQLiteDatabase, source: Path, *, cancel: threading.Event | None = None) -> None:
+        super().__init__(str(db.path), source, cancel=cancel)
         self.db = db
 
     def refuse(self, shadow: str) -> None:

@@ -76,7 +76,12 @@ def build_checklist(facts: ChecklistFacts) -> list[ChecklistItem]:
         add(
             "medium_term",
             "old-db",
-            f"Decide when to drop the pre-restore data kept as {facts.previous_database}",
+            f"Decide when to drop the pre-restore data kept as {facts.previous_database}"
+            + (
+                f" (the verified pre-rollback dump {facts.pre_dump} holds the same data)"
+                if facts.pre_dump
+                else " (no verified dump of it exists: it is the only copy of the pre-rollback data)"
+            ),
         )
     if facts.backup_ref:
         add("medium_term", "git-cleanup", f"Clean up temporary git refs once stable: {facts.backup_ref}")

@@ -57,6 +57,16 @@ class StepFinished:
 
 
 @dataclass(frozen=True)
+class StepStopped:
+    """A step begun early (beside another) was stopped before it changed anything, and waits again."""
+
+    run_id: str
+    step: str
+    title: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class StepFailed:
     run_id: str
     step: str
@@ -80,7 +90,7 @@ class RunFinished:
     summary: str = ""
 
 
-Event = RunStarted | StepStarted | StepProgress | StepFinished | StepFailed | RunFinished
+Event = RunStarted | StepStarted | StepProgress | StepFinished | StepStopped | StepFailed | RunFinished
 Reporter = Callable[[Event], None]
 
 

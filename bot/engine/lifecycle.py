@@ -312,11 +312,11 @@ def resume(
         emit(reporters, StepProgress(run_id=run_id, step=stuck.name if stuck else "database", message=words))
     detail = (stuck.name if stuck else "") + (f" ({'; '.join(cleanup)})" if cleanup else "")
     store.record(actor=actor.id, action=f"run.{decision.value}", run_id=run_id, env=current.record.env, detail=detail)
-    if stuck is not None:
-        if stuck.status == "running":  # interrupted mid-step: we cannot know it finished, so redo it
-            store.finish_step(run_id, stuck.name, status="failed", summary="interrupted")
-        if decision is Decision.SKIP:
-            store.skip_step(run_id, stuck.name, summary=f"skipped by {actor.id} after failure")
+    for step in current.steps:  # interrupted mid-step (two may overlap): we cannot know it finished, so redo it
+        if step.status == "running":
+            store.finish_step(run_id, step.name, status="failed", summary="interrupted")
+    if stuck is not None and decision is Decision.SKIP:
+        store.skip_step(run_id, stuck.name, summary=f"skipped by {actor.id} after failure")
     return _execute(services, run_id, reporters)
 
 

@@ -39,6 +39,7 @@ class DumpOutcome(_Outcome):
     entries: int = 0
     sha256: str | None = None
     location: str | None = None
+    kept_database: str | None = None  # prestaged: dumped from the database the swap kept aside
 
 
 class CodeOutcome(_Outcome):
@@ -55,6 +56,7 @@ class DatabaseOutcome(_Outcome):
     previous: str | None = None  # the live data kept aside
     source: str | None = None
     shadow: str | None = None  # journaled before the restore starts, so a crash can drop it
+    standby: str | None = None  # prestaged: the standby that was swapped in
     instance: str | None = None
     endpoint: str | None = None
     status: str | None = None

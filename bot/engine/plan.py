@@ -20,7 +20,7 @@ from bot.backends.base import CodeRepo, Commit, Database, HealthSpec
 from bot.config import EnvironmentSettings
 from bot.engine.migrations import MigrationRisk, scan_between
 from bot.errors import BadRequest
-from bot.store import RestorePoint, iso, now
+from bot.store import RestorePoint, StandbyRecord, iso, now
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,11 @@ class DatabasePlan:
     new_instance: str | None = None  # RDS: the NEW instance the restore creates
     source_sha256: str | None = None  # the restore point's recorded sha256: checked before it is used
     source_size: int | None = None
+    # prestage = true: the standby database holding the restore point, swapped in by the database step,
+    # and the pre-rollback dump taken of the kept database after the swap (bot.engine.overlap)
+    prestaged: bool = False
+    standby: str | None = None  # the standby's name; None: no usable standby, the normal path is taken
+    standby_note: str = ""  # for people: which path, and why
 
 
 @dataclass(frozen=True)
@@ -131,6 +136,7 @@ def make_plan(
     restore_point: RestorePoint | None,
     dump_override: Path | None,
     backup_dir: Path | str,
+    standby: StandbyRecord | None = None,
 ) -> Plan:
     """Decide everything a rollback of `request.env` would do. Reads; never writes."""
     warnings: list[str] = []
@@ -174,7 +180,7 @@ def make_plan(
         )
 
     database_plan = _database_plan(
-        request, settings, database, db_action, restore_point, dump_override, backup_dir, target, warnings
+        request, settings, database, db_action, restore_point, dump_override, backup_dir, target, warnings, standby
     )
     flags = (
         ()
@@ -228,6 +234,7 @@ def _database_plan(
     backup_dir: Path | str,
     target: Commit,
     warnings: list[str],
+    standby: StandbyRecord | None,
 ) -> DatabasePlan:
     engine = settings.database.engine
     where = database.describe() if database is not None else ""
@@ -254,6 +261,7 @@ def _database_plan(
             new_instance=rds.restore_instance_id,
         )
     sha256, size = None, None
+    prestaged = _prestaged(settings, restore_point if dump_override is None else None, standby)
     if dump_override is not None:
         source, label, taken = str(dump_override), "configured dump", None
     elif restore_point is not None and restore_point.dump_path:
@@ -283,7 +291,33 @@ def _database_plan(
         pre_dump=pre_dump,
         source_sha256=sha256,
         source_size=size,
+        **prestaged,
     )
+
+
+def _prestaged(
+    settings: EnvironmentSettings, restore_point: RestorePoint | None, standby: StandbyRecord | None
+) -> dict[str, Any]:
+    """With prestage = true: whether the standby holds the very restore point this plan restores."""
+    if not settings.database.prestage:
+        return {}
+    after = "; the pre-rollback dump is taken of the kept database after the swap"
+    if restore_point is None:
+        return {
+            "prestaged": True,
+            "standby_note": "restoring a configured dump, not a restore point: restore, then swap" + after,
+        }
+    if standby is None:
+        note = f"no standby is ready (`rollback-bot snapshot` builds one): restore, then swap{after}"
+        return {"prestaged": True, "standby_note": note}
+    if standby.restore_point_id != restore_point.id or standby.dump_sha256 != restore_point.dump_sha256:
+        note = (
+            f"the standby holds restore point #{standby.restore_point_id}, not #{restore_point.id}:"
+            f" restore, then swap{after}"
+        )
+        return {"prestaged": True, "standby_note": note}
+    note = f"standby {standby.database} holds restore point #{restore_point.id}: the database step is the swap{after}"
+    return {"prestaged": True, "standby": standby.database, "standby_note": note}
 
 
 def _commit(data: dict[str, Any]) -> Commit:

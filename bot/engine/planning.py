@@ -56,4 +56,5 @@ def _compute_plan(services: Services, request: RollbackRequest) -> Plan:
         restore_point=services.store.latest_restore_point(request.env),
         dump_override=services.dump_override(request.env),
         backup_dir=services.config.artifact_location,
+        standby=services.store.standby(request.env),
     )

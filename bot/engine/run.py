@@ -9,13 +9,16 @@ shadow database on abort.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from bot.backends.base import ProgressUnit, no_progress
+from bot.engine import overlap
 from bot.engine.checklist import ChecklistItem
 from bot.engine.events import (
     Reporter,
@@ -27,9 +30,11 @@ from bot.engine.events import (
     emit,
 )
 from bot.engine.outcomes import DatabaseOutcome, DumpOutcome, HealthOutcome
+from bot.engine.overlap import Begun
 from bot.engine.plan import Plan
 from bot.engine.run_status import RunView
-from bot.engine.steps import STEPS, StepContext, StepDef
+from bot.engine.step_context import StepFn
+from bot.engine.steps import STEP_BY_NAME, STEPS, StepContext, StepDef
 from bot.errors import InvalidState, RollbackError
 from bot.redact import redact
 from bot.store import RunRecord, StepRecord, now
@@ -38,6 +43,11 @@ if TYPE_CHECKING:
     from bot.services import Services
 
 log = logging.getLogger(__name__)
+
+FINISHED = ("ok", "skipped")
+DATABASE = STEP_BY_NAME["database"]
+DATABASE_AT = STEPS.index(DATABASE)
+PRE_DUMP = STEP_BY_NAME["pre_dump"]
 
 
 def execute_steps(services: Services, record: RunRecord, reporters: Sequence[Reporter]) -> StepFailed | None:
@@ -60,32 +70,67 @@ class _Executor:
         )
         beat.start()
         try:
-            journal = {s.name: s for s in self.store.steps(record.id)}
-            for position, step in enumerate(STEPS):
-                entry = journal[step.name]
-                if entry.status in ("ok", "skipped"):
-                    if entry.status == "ok":
-                        ctx.done[step.name] = entry.details
-                    continue
-                failure = self._run_step(ctx, step, position, reporters)
-                if failure is not None:
-                    return failure
+            return self._walk(ctx, reporters)
         finally:
             stop.set()
             beat.join(timeout=5)
-        return None
 
-    def _run_step(
-        self, ctx: StepContext, step: StepDef, position: int, reporters: Sequence[Reporter]
+    def _walk(self, ctx: StepContext, reporters: Sequence[Reporter]) -> StepFailed | None:
+        """Every step not yet done, in order, but for two overlaps (bot.engine.overlap says why each is safe)."""
+        journal = {s.name: s for s in self.store.steps(ctx.run_id)}
+        for name, entry in journal.items():
+            if entry.status == "ok":
+                ctx.done[name] = entry.details
+        todo = [(position, step) for position, step in enumerate(STEPS) if journal[step.name].status not in FINISHED]
+        dump_due = overlap.dumps_after_swap(ctx.plan) and journal["pre_dump"].status not in FINISHED
+        staging: overlap.Staging | None = None
+        dump: overlap.Beside[StepFailed | None] | None = None
+        failure: StepFailed | None = None
+        try:
+            for position, step in todo:
+                if dump_due and position > DATABASE_AT:  # the database step has ended: the kept data can be read
+                    dump_due = False
+                    dump = overlap.Beside(f"pre-dump-{ctx.run_id}", partial(self._run_step, ctx, PRE_DUMP, reporters))
+                if step.name == "pre_dump" and overlap.dumps_after_swap(ctx.plan):
+                    continue  # taken of the kept database, beside flags and health, once the database step ends
+                if step.name == "checklist" and dump is not None:
+                    failure, dump = dump.result(), None  # the checklist is written once the dump is verified
+                if failure is None and step.name == "pre_dump" and overlap.stage_during_dump(ctx, journal):
+                    staging = overlap.Staging(ctx, begun=self._begin(ctx, DATABASE, reporters))
+                    failure = self._run_step(ctx, step, reporters)
+                    if failure is None:  # the code step waits for both: a restore that fails changes nothing
+                        failure = staging.loaded(partial(self._run_begun, ctx, DATABASE, reporters))
+                elif failure is None and step.name == "database" and staging is not None:
+                    failure, staging = staging.swap(partial(self._run_begun, ctx, DATABASE, reporters)), None
+                elif failure is None:
+                    failure = self._run_step(ctx, step, reporters)
+                if failure is not None:
+                    break
+            if dump_due and failure is None:  # nothing after the database step was left to run beside it
+                failure = self._run_step(ctx, PRE_DUMP, reporters)
+        finally:
+            if staging is not None:  # the run stopped before the swap: the shadow goes, the step waits again
+                staging.stop(self.store, reporters, why=f"{failure.title.lower()} failed" if failure else "stopped")
+            if dump is not None:  # never leave the pre-rollback dump behind: a failure waits for it
+                late = dump.result()
+                failure = failure or late
+        return failure
+
+    def _run_begun(
+        self, ctx: StepContext, step: StepDef, reporters: Sequence[Reporter], work: dict[str, Any]
     ) -> StepFailed | None:
+        return self._run_step(ctx, step, reporters, **work)
+
+    def _begin(self, ctx: StepContext, step: StepDef, reporters: Sequence[Reporter]) -> Begun:
+        """Claim a step, say it started, and give it a context whose progress is its own."""
         run_id = ctx.run_id
         if not self.store.claim_step(run_id, step.name):
             raise InvalidState(f"step {step.name} of run {run_id} is already being run elsewhere")
+        position = STEPS.index(step)
         emit(
             reporters,
             StepStarted(run_id=run_id, step=step.name, title=step.title, position=position, total=len(STEPS)),
         )
-        started = time.monotonic()
 
         def progress(
             message: str,
@@ -100,9 +145,24 @@ class _Executor:
             )
             emit(reporters, event)
 
-        ctx.progress = progress
+        # Its own copy: two steps may run at once, each reporting its own progress (`done` is shared).
+        return Begun(ctx=dataclasses.replace(ctx, progress=progress), started=time.monotonic())
+
+    def _run_step(
+        self,
+        ctx: StepContext,
+        step: StepDef,
+        reporters: Sequence[Reporter],
+        *,
+        work: StepFn | None = None,
+        begun: Begun | None = None,
+    ) -> StepFailed | None:
+        """Run one step (or `work` in its place, for a step begun earlier) and journal how it ended."""
+        run_id = ctx.run_id
+        begun = begun or self._begin(ctx, step, reporters)
+        started = begun.started
         try:
-            outcome = step.fn(ctx)
+            outcome = (work or step.fn)(begun.ctx)
         except Exception as error:  # every failure is journaled; unexpected ones are logged in full
             known = isinstance(error, RollbackError)
             if not known:
@@ -283,9 +343,18 @@ def state_of(steps: list[StepRecord], plan: Plan) -> dict[str, str]:
         "flags": describe("flags", "flags unchanged"),
     }
     dump = by_name.get("pre_dump")
+    database = by_name.get("database")
     if dump is not None and dump.status == "ok":
         kept = DumpOutcome.from_details(dump.details)
         state["backup"] = f"pre-rollback dump kept: {kept.location or kept.path or dump.summary}"
+    elif (
+        database is not None
+        and database.status == "ok"
+        and (previous := DatabaseOutcome.from_details(database.details).previous)
+    ):
+        state["backup"] = (
+            f"the pre-rollback dump is not taken yet: {previous} holds the pre-rollback data and is kept until it is"
+        )
     return state
 
 

@@ -13,14 +13,19 @@ written to local scratch, verified, then stored, with its location, size and sha
 from __future__ import annotations
 
 import hashlib
+import threading
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from bot import format as fmt
 from bot.artifacts import fetched, is_s3
+from bot.backends.base import DumpInfo, Progress, StagedRestore, Standby, StandbyDatabase
 from bot.engine.outcomes import DatabaseOutcome, DumpOutcome
+from bot.engine.plan import Plan
 from bot.engine.restore_points import dump_and_put
 from bot.engine.step_context import StepContext, StepOutcome
-from bot.errors import NotSupported, RollbackError
+from bot.errors import NotSupported, RollbackError, StandbyUnusable
 from bot.store import now
 
 
@@ -58,28 +63,46 @@ def database_checks(ctx: StepContext, passed: list[str], failures: list[str]) ->
                 failures.append(error.message)
 
 
+def dumps_after_swap(plan: Plan) -> bool:
+    """Is the pre-rollback dump of this plan taken of the kept database, after the swap (prestage)?"""
+    return plan.database.prestaged and not plan.dry_run
+
+
 def pre_rollback_dump(ctx: StepContext) -> StepOutcome:
-    if ctx.database is None or ctx.plan.database.engine == "none":
+    database = ctx.database
+    if database is None or ctx.plan.database.engine == "none":
         return StepOutcome("skipped", "no database configured")
     artifacts = ctx.artifact_store()
     name = f"{ctx.plan.env}/pre-rollback-{now():%Y%m%d%H%M}.dump"
     if ctx.plan.dry_run:
         where = artifacts.location_for(name)
-        return StepOutcome("skipped", f"dry run: would dump {ctx.database.describe()} to {where}")
+        return StepOutcome("skipped", f"dry run: would dump {database.describe()} to {where}")
+    kept = DatabaseOutcome.from_details(ctx.done.get("database")).previous if dumps_after_swap(ctx.plan) else None
+    of = ""
+    dump: Callable[[Path], DumpInfo] | None = None
+    if kept and isinstance(database, StandbyDatabase):
+        # The swap kept the live data whole under `kept`, closed: it IS the pre-rollback state (overlap.py).
+        of = f" of {kept}, the database as it was before the swap"
+        dump = partial(_dump_kept, database, kept, ctx.progress)
     # Verified by the backend in scratch before it is stored; stored (and checked there) before it counts.
-    info, stored = dump_and_put(ctx.database, artifacts, ctx.scratch_dir(), name, ctx.progress)
+    info, stored = dump_and_put(database, artifacts, ctx.scratch_dir(), name, ctx.progress, dump)
     summary = (
-        f"{stored.location.rsplit('/', 1)[-1]} ({fmt.size(stored.size)}, {info.entries} entries, verified, "
+        f"{stored.location.rsplit('/', 1)[-1]}{of} ({fmt.size(stored.size)}, {info.entries} entries, verified, "
         f"sha256 {stored.sha256[:12]}…) in {stored.location.rsplit('/', 1)[0]}"
     )
-    kept = DumpOutcome(  # path and location: where it is kept, a path or s3://bucket/key
+    outcome = DumpOutcome(  # path and location: where it is kept, a path or s3://bucket/key
         path=stored.location,
         location=stored.location,
         size_bytes=stored.size,
         sha256=stored.sha256,
         entries=info.entries,
+        kept_database=kept if of else None,
     )
-    return StepOutcome("ok", summary, kept.to_details())
+    return StepOutcome("ok", summary, outcome.to_details())
+
+
+def _dump_kept(database: StandbyDatabase, kept: str, progress: Progress, local: Path) -> DumpInfo:
+    return database.dump_kept(kept, local, progress=progress)
 
 
 def database_restore(ctx: StepContext) -> StepOutcome:
@@ -89,31 +112,85 @@ def database_restore(ctx: StepContext) -> StepOutcome:
         return StepOutcome("skipped", "no database restore planned")
     if action.startswith("rds-"):
         return _rds_restore(ctx)
-    if action != "dump" or ctx.database is None:
-        raise NotSupported(f"database restore {action!r} is not available for engine {plan.database.engine}")
-    source = plan.database.source or ""
-    name = source.rsplit("/", 1)[-1]
     if plan.dry_run:
-        return StepOutcome("skipped", f"dry run: would restore {ctx.database.describe()} from {name}")
+        name = (plan.database.source or "").rsplit("/", 1)[-1]
+        where = ctx.database.describe() if ctx.database is not None else plan.database.engine
+        return StepOutcome("skipped", f"dry run: would restore {where} from {name}")
+    staged = _standby(ctx) if plan.database.standby else None
+    return swap_staged(ctx, staged or stage_restore(ctx))
+
+
+def _standby(ctx: StepContext) -> StagedRestore | None:
+    """The prestaged standby, checked and ready to swap; None (having said why) to restore from the dump."""
+    plan, database, store = ctx.plan, ctx.database, ctx.store
+    record = store.standby(plan.env)
+    if (
+        not isinstance(database, StandbyDatabase)
+        or record is None
+        or record.database != plan.database.standby
+        or record.dump_sha256 != plan.database.source_sha256
+    ):
+        ctx.progress("the standby the plan counted on was replaced or removed since: restoring from the dump")
+        return None
+    # Journaled first, like any shadow: a crash before the swap drops it, and the next rollback restores.
+    store.note_step(ctx.run_id, "database", DatabaseOutcome(shadow=record.database).to_details())
+    store.clear_standby(plan.env, database=record.database)  # swapped in, or dropped: never used twice
+    try:
+        staged = database.stage_standby(Standby(record.database, record.oid, record.label), label=record.label)
+    except StandbyUnusable as unusable:
+        ctx.progress(f"{unusable.message}: dropping it and restoring from the dump instead")
+        store.record(
+            actor="rollback-bot", action="standby.unusable", run_id=ctx.run_id, env=plan.env, detail=unusable.message
+        )
+        database.drop_standby()
+        return None
+    ctx.progress(f"standby {record.database} holds {record.label}, unchanged: swapping it in")
+    return staged
+
+
+def stages_aside(ctx: StepContext) -> bool:
+    """Does this run's database step load a dump into a shadow first (so the load can start early)?"""
+    plan = ctx.plan
+    return plan.database.action == "dump" and not plan.dry_run and ctx.database is not None
+
+
+def stage_restore(ctx: StepContext, cancel: threading.Event | None = None) -> StagedRestore:
+    """The database step up to its swap: the restore point checked, loaded into the shadow, checked again.
+
+    Changes nothing live, so it may run while the pre-rollback dump is still being taken; only the
+    swap (swap_staged) waits for that dump to be verified.
+    """
+    plan, database = ctx.plan, ctx.database
+    if plan.database.action != "dump" or database is None:
+        raise NotSupported(
+            f"database restore {plan.database.action!r} is not available for engine {plan.database.engine}"
+        )
+    source = plan.database.source or ""
     # The shadow's name is journaled before it exists, so a crash mid-restore can be cleaned up exactly.
-    shadow = ctx.database.shadow_name(run_tag(ctx.run_id))
+    shadow = database.shadow_name(run_tag(ctx.run_id))
     ctx.store.note_step(ctx.run_id, "database", DatabaseOutcome(shadow=shadow).to_details())
-    if plan.database.source_sha256:
-        # Checked again here, not only in the safety check: the object could have changed since.
-        with fetched(
-            ctx.artifact_store(), source, plan.database.source_sha256, plan.database.source_size, _downloads(ctx)
-        ) as local:
-            result = ctx.database.restore(local, progress=ctx.progress, shadow=shadow)
-    else:
-        result = ctx.database.restore(Path(source), progress=ctx.progress, shadow=shadow)
+    if not plan.database.source_sha256:
+        return database.stage(Path(source), progress=ctx.progress, shadow=shadow, cancel=cancel)
+    # Checked again here, not only in the safety check: the object could have changed since.
+    with fetched(
+        ctx.artifact_store(), source, plan.database.source_sha256, plan.database.source_size, _downloads(ctx)
+    ) as local:
+        return database.stage(local, progress=ctx.progress, shadow=shadow, cancel=cancel)
+
+
+def swap_staged(ctx: StepContext, staged: StagedRestore) -> StepOutcome:
+    source = ctx.plan.database.source or ""
+    result = staged.swap_in(progress=ctx.progress)
+    standby = staged.shadow if staged.shadow == ctx.plan.database.standby else None
     return StepOutcome(
         "ok",
-        result.summary or f"restored {result.database} from {name}; previous data kept as {result.previous}",
+        result.summary
+        or f"restored {result.database} from {source.rsplit('/', 1)[-1]}; previous data kept as {result.previous}",
         {  # the engine's own facts (timings, warnings) are shown with the step; the typed ones win
-            "sha256": plan.database.source_sha256,
+            "sha256": ctx.plan.database.source_sha256,
             **result.details,
             **DatabaseOutcome(
-                database=result.database, previous=result.previous, source=source, shadow=shadow
+                database=result.database, previous=result.previous, source=source, shadow=staged.shadow, standby=standby
             ).to_details(),
         },
     )
@@ -170,6 +247,26 @@ def _restore_source_check(ctx: StepContext, passed: list[str], failures: list[st
     db = ctx.plan.database
     source = db.source or ""
     name = source.rsplit("/", 1)[-1]
+    if db.source_sha256 and not is_s3(source):
+        # Read once, by the restore itself: it hashes the file as it loads it, beside the pre-rollback
+        # dump, and a mismatch stops the run before anything changes (the code step waits for it).
+        try:
+            size = Path(source).stat().st_size
+        except OSError as error:
+            failures.append(f"the dump to restore from cannot be read: {source}: {error.strerror}")
+            return
+        if db.source_size is not None and size != db.source_size:
+            failures.append(f"the dump to restore from has {size} bytes, the restore point recorded {db.source_size}")
+            return
+        passed.append(
+            f"restore source present: {name} ({fmt.size(size)}); its sha256 is checked as the restore reads it"
+        )
+        return
+    if db.source_sha256 and db.standby:
+        passed.append(
+            f"restore source {name}: the standby holds it; downloaded and checked only if the standby is unusable"
+        )
+        return
     if db.source_sha256:
         try:
             # For S3 this downloads (hashing as it streams); the copy is kept in work_dir/downloads for

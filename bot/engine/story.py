@@ -27,6 +27,7 @@ from bot.engine.events import (
     StepFinished,
     StepProgress,
     StepStarted,
+    StepStopped,
     event_payload,
 )
 from bot.engine.outcomes import FlagsOutcome
@@ -193,6 +194,8 @@ class RunStory:
             )
             if event.status == "ok" and event.step in ("code", "database", "health"):
                 self._stakeholders(f"step:{event.step}")
+        elif isinstance(event, StepStopped):
+            self._step(event.step, title=event.title, status="pending", summary=event.reason)
         elif isinstance(event, StepFailed):
             self._step(event.step, title=event.title, status="failed", summary=event.error, duration_s=event.duration_s)
             self._enqueue(failure_notice(self._record(), event))

@@ -34,6 +34,7 @@ from bot.store.schema import (
     LockRecord,
     RestorePoint,
     RunRecord,
+    StandbyRecord,
     StepRecord,
     audit,
     checklist,
@@ -44,6 +45,7 @@ from bot.store.schema import (
     parse_iso,
     restore_points,
     runs,
+    standbys,
     steps,
 )
 
@@ -167,6 +169,17 @@ class Store:
             )
             if result.rowcount == 1:
                 conn.execute(runs.update().where(runs.c.id == run_id).values(current_step=name, heartbeat_at=iso()))
+        return result.rowcount == 1
+
+    def release_step(self, run_id: str, name: str, *, summary: str) -> bool:
+        """Put a running step back to pending: begun early beside another, it was stopped before changing
+        anything (what it noted, like a shadow's name, stays in its details for a crash's cleanup)."""
+        with self.transaction() as conn:
+            result = conn.execute(
+                steps.update()
+                .where(steps.c.run_id == run_id, steps.c.name == name, steps.c.status == "running")
+                .values(status="pending", finished_at=None, summary=redact(summary))
+            )
         return result.rowcount == 1
 
     def finish_step(
@@ -348,6 +361,30 @@ class Store:
     def latest_restore_point(self, env: str) -> RestorePoint | None:
         points = self.restore_points(env, limit=1)
         return points[0] if points else None
+
+    # --- standbys (prestage = true) -------------------------------------------------------------------
+
+    def set_standby(self, record: StandbyRecord) -> None:
+        """Record the environment's standby (replacing the previous one, which the backend dropped)."""
+        values = {**record.__dict__, "created_at": iso(record.created_at)}
+        with self.transaction() as conn:
+            conn.execute(standbys.delete().where(standbys.c.env == record.env))
+            conn.execute(standbys.insert().values(**values))
+
+    def standby(self, env: str) -> StandbyRecord | None:
+        with self.transaction() as conn:
+            row = conn.execute(standbys.select().where(standbys.c.env == env)).mappings().first()
+        if row is None:
+            return None
+        return StandbyRecord(**{**row, "created_at": parse_iso(row["created_at"])})
+
+    def clear_standby(self, env: str, *, database: str | None = None) -> None:
+        """Forget the standby (swapped in, found unusable, or about to be rebuilt); only `database` if given."""
+        query = standbys.delete().where(standbys.c.env == env)
+        if database is not None:
+            query = query.where(standbys.c.database == database)
+        with self.transaction() as conn:
+            conn.execute(query)
 
     # --- checklist ----------------------------------------------------------------------------------
 

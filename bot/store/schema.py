@@ -84,6 +84,18 @@ restore_points = sa.Table(
     sa.Column("created_by", sa.String(120), nullable=False),
 )
 
+standbys = sa.Table(
+    "standbys",  # prestage = true: the restore point already restored beside the live database
+    metadata,
+    sa.Column("env", sa.String(64), primary_key=True),
+    sa.Column("database", sa.String(128), nullable=False),
+    sa.Column("restore_point_id", sa.Integer, nullable=False),
+    sa.Column("dump_sha256", sa.String(64)),
+    sa.Column("oid", sa.BigInteger, nullable=False),
+    sa.Column("label", sa.Text, nullable=False),
+    sa.Column("created_at", sa.String(40), nullable=False),
+)
+
 checklist = sa.Table(
     "checklist",
     metadata,
@@ -235,6 +247,19 @@ class RestorePoint:
     created_at: datetime
     created_by: str
     dump_sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class StandbyRecord:
+    """A restore point restored into a standby database, ready to be swapped in."""
+
+    env: str
+    database: str
+    restore_point_id: int
+    dump_sha256: str | None
+    oid: int
+    label: str  # the database's comment: names the restore point, so a swapped or reused name is seen
+    created_at: datetime
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,121 @@
+"""PostgreSQL standbys (prestage = true): a restore point restored beside the live database ahead of time.
+
+`snapshot` restores the restore point into `<live>_rb_shadow_standby` exactly as a rollback would
+(postgres_restore's hooks: pg_restore, ANALYZE, the live database's properties), then closes it to
+connections. A rollback then checks that it is that very database (same oid: a dropped and re-created
+one gets a new oid) and still closed to connections (so nothing can have written to it: opening it
+takes its owner or a superuser, on purpose), gives it the live database's properties as they are
+NOW (grants and settings may have changed since the snapshot), opens it, and swaps it in with the
+rollback's own swap (postgres_restore.swap, so crash repair is the same too).
+
+The kept database a swap leaves is closed to connections; dump_kept opens it just long enough for
+pg_dump (whose snapshot makes the dump one consistent state) and closes it again.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bot.backends import postgres_admin as admin
+from bot.backends import postgres_repair as repair
+from bot.backends.base import DumpInfo, Progress, Standby
+from bot.backends.postgres_restore import PostgresRestore
+from bot.backends.reporter import Reporter
+from bot.backends.restore import StagedAside, stage_aside
+from bot.errors import RestoreFailed, StandbyUnusable
+
+if TYPE_CHECKING:
+    from bot.backends.postgres import PostgresDatabase
+
+STANDBY_TAG = "standby"
+
+
+def standby_name(db: PostgresDatabase) -> str:
+    return db.shadow_name(STANDBY_TAG)
+
+
+def build(db: PostgresDatabase, source: Path, *, label: str, progress: Progress) -> Standby:
+    name = standby_name(db)
+    # stage_aside drops the previous standby first (same name), and drops this one if anything fails.
+    staged = stage_aside(PostgresRestore(db, source), progress=progress, shadow=name)
+    try:
+        with db.admin_session(f"the standby {name} may still accept connections") as conn:
+            admin.set_allow_connections(conn, name, False)
+            admin.disconnect_others(conn, name, timeout_s=db.swap_timeout_s)
+            info = admin.database_info(conn, name)
+    except BaseException:
+        staged.discard(progress=progress)
+        raise
+    assert info is not None  # we just created it and hold its only name
+    Reporter(progress).say(f"standby {name} holds {label}, closed to connections until a rollback swaps it in")
+    return Standby(database=name, oid=info.oid, label=label)
+
+
+def stage(db: PostgresDatabase, standby: Standby, *, label: str) -> StagedAside:
+    started = time.monotonic()
+    hooks = PostgresRestore(db, Path(label))
+    hooks.untouched = f"the live database {db.name} was not touched"
+    with db.admin_session(hooks.untouched) as conn:
+        found = conn.execute(
+            "SELECT oid::bigint, datallowconn FROM pg_database WHERE datname = %s", (standby.database,)
+        ).fetchone()
+        if found is None:
+            raise StandbyUnusable(f"the standby {standby.database} does not exist any more")
+        if int(found[0]) != standby.oid:
+            raise StandbyUnusable(f"{standby.database} is not the standby the snapshot built (it was re-created)")
+        if found[1]:
+            raise StandbyUnusable(f"the standby {standby.database} was opened to connections: it may have changed")
+        live = admin.database_info(conn, db.name)
+        if live is None:
+            raise RestoreFailed(f"the live database {db.name} does not exist on {db.describe()}; nothing was restored")
+        if _properties(conn, db.name) != _properties(conn, standby.database):
+            # Copying them over would only add; the normal path creates its shadow from them afresh.
+            raise StandbyUnusable(
+                f"the owner, grants or settings of {db.name} changed since the standby {standby.database} was built"
+            )
+        hooks.info = live
+        hooks.ownership = "as when the standby was built"
+        admin.set_allow_connections(conn, standby.database, True)  # a failed swap drops it, as any shadow
+    return StagedAside(hooks, standby.database, None, [], started)
+
+
+def drop(db: PostgresDatabase) -> str | None:
+    name = standby_name(db)
+    with db.admin_session(f"the standby {name} may still exist") as conn:
+        return repair.discard(conn, name)
+
+
+def dump_kept(db: PostgresDatabase, kept: str, dest: Path, *, progress: Progress) -> DumpInfo:
+    if "_before_rollback_" not in kept:
+        raise RestoreFailed(f"{kept} is not a database kept by a rollback's swap; nothing was dumped")
+    sibling = copy.copy(db)  # the same server and credentials, another database
+    sibling.name = kept
+    sibling._params = {**db._params, "dbname": kept}
+    with db.admin_session(f"{kept} is kept as it was") as conn:
+        if not admin.exists(conn, kept):
+            raise RestoreFailed(f"the kept database {kept} does not exist: the pre-rollback state cannot be dumped")
+        admin.set_allow_connections(conn, kept, True)
+    try:
+        return sibling.dump(dest, progress=progress)
+    finally:
+        with db.admin_session(f"{kept} may still accept connections") as conn:
+            admin.set_allow_connections(conn, kept, False)
+
+
+def _properties(conn: admin.Conn, name: str) -> tuple[object, ...]:
+    """What the application sees of a database itself: owner, grants (whoever granted them), settings."""
+    owner = conn.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", (name,)).fetchone()
+    grants = conn.execute(
+        "SELECT a.grantee, a.privilege_type, a.is_grantable FROM pg_database d, aclexplode(d.datacl) a"
+        " WHERE d.datname = %s ORDER BY 1, 2, 3",
+        (name,),
+    ).fetchall()
+    settings = conn.execute(
+        "SELECT coalesce(r.rolname, ''), s.setconfig FROM pg_db_role_setting s JOIN pg_database d"
+        " ON d.oid = s.setdatabase LEFT JOIN pg_roles r ON r.oid = s.setrole WHERE d.datname = %s ORDER BY 1",
+        (name,),
+    ).fetchall()
+    return (owner, grants, [(role, sorted(config or [])) for role, config in settings])

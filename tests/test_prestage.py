@@ -1,0 +1,157 @@
+"""prestage = true, on the real PostgreSQL server: the snapshot restores the restore point into a standby,
+the rollback's database step is the swap, and the pre-rollback dump is taken of the kept database after it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from bot.cli import main
+from bot.engine.outcomes import DatabaseOutcome, DumpOutcome
+from bot.engine.plan import RollbackRequest
+from bot.engine.planning import make_request_plan
+from bot.services import Services
+from sandbox.scenario import (
+    PG_ADMIN_URL,
+    Incident,
+    create_database,
+    database_contents,
+    deploy_good_release,
+    drop_databases,
+)
+from tests.fixtures.waiting import wait_for
+
+pytestmark = pytest.mark.incident_config(prestage=True)
+BIN = Path(sys.executable).parent / "rollback-bot"
+
+
+def databases(prefix: str) -> dict[str, bool]:
+    """Name → accepts connections, for every database whose name starts with `prefix`."""
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        rows = conn.execute("SELECT datname, datallowconn FROM pg_database WHERE datname LIKE %s", (prefix + "%",))
+        return {str(name): bool(allowed) for name, allowed in rows}
+
+
+def steps_of(services: Services, run_id: str) -> dict[str, tuple[str, str, dict[str, object]]]:
+    return {s.name: (s.status, s.summary, s.details) for s in services.store.steps(run_id)}
+
+
+def test_the_snapshot_builds_a_closed_standby_and_the_rollback_swaps_it_in(
+    incident: Incident, services: Services, capsys: pytest.CaptureFixture[str]
+) -> None:
+    standby = services.store.standby("prod")
+    assert standby is not None and standby.database == f"{incident.db_name}_rb_shadow_standby"
+    assert databases(standby.database) == {standby.database: False}  # closed: nothing can write to it
+
+    plan = make_request_plan(services, RollbackRequest(env="prod", requested_by="U0ALICE"))
+    assert plan.database.prestaged and plan.database.standby == standby.database
+    assert "the database step is the swap" in plan.database.standby_note
+    assert main(["plan", "prod", "--config", str(incident.config_path)]) == 0
+    assert "the database step is the swap" in capsys.readouterr().out
+
+    assert main(["run", "prod", "--force", "--config", str(incident.config_path)]) == 0
+    out = capsys.readouterr().out
+    run = services.store.list_runs(limit=1)[0]
+    assert run.status == "succeeded", out
+    steps = steps_of(services, run.id)
+    database = DatabaseOutcome.from_details(steps["database"][2])
+    assert database.standby == standby.database and database.previous
+    assert database_contents(incident.db_url) == _good_contents(incident)
+
+    # The pre-rollback dump: of the kept database, after the swap, verified and stored with its sha256.
+    by_name = {s.name: s for s in services.store.steps(run.id)}
+    assert by_name["pre_dump"].started_at >= by_name["database"].finished_at  # type: ignore[operator]
+    dump = DumpOutcome.from_details(steps["pre_dump"][2])
+    assert dump.kept_database == database.previous
+    assert dump.path and hashlib.sha256(Path(dump.path).read_bytes()).hexdigest() == dump.sha256
+    # The kept database is still there, closed again; the standby is used up and forgotten.
+    assert databases(database.previous) == {database.previous: False}
+    assert services.store.standby("prod") is None
+    assert databases(f"{incident.db_name}_rb_shadow_") == {}
+    # The kept database's dump restores to the bad release's data: the pre-rollback state, whole.
+    assert "pre-rollback" in out and database.previous in out
+
+
+def test_a_standby_opened_since_the_snapshot_is_not_trusted(incident: Incident, services: Services) -> None:
+    standby = services.store.standby("prod")
+    assert standby is not None
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'ALTER DATABASE "{standby.database}" WITH ALLOW_CONNECTIONS true')
+    tampered = incident.db_url.rsplit("/", 1)[0] + "/" + standby.database
+    with psycopg.connect(tampered, autocommit=True) as conn:
+        conn.execute("DELETE FROM orders")  # somebody "fixed" the standby by hand
+
+    assert main(["run", "prod", "--force", "--config", str(incident.config_path)]) == 0
+    run = services.store.list_runs(limit=1)[0]
+    assert run.status == "succeeded"
+    database = DatabaseOutcome.from_details(steps_of(services, run.id)["database"][2])
+    assert database.standby is None  # restored from the dump instead
+    assert database_contents(incident.db_url) == _good_contents(incident)
+    unusable = [e.detail for e in services.store.audit_trail(run_id=run.id) if e.action == "standby.unusable"]
+    assert unusable and "opened to connections" in unusable[0]
+    assert databases(f"{incident.db_name}_rb_shadow_") == {}  # the untrusted standby was dropped
+
+
+def test_a_crash_between_the_swap_and_the_dump_takes_the_dump_on_resume(
+    incident: Incident, services: Services, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Enough data in the bad release that dumping the kept database takes a moment to catch.
+    with psycopg.connect(incident.db_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE bulk AS SELECT g AS id, repeat(md5(g::text), 8) AS body FROM generate_series(1, 400000) g"
+        )
+    bot = subprocess.Popen(
+        [str(BIN), "run", "prod", "--force", "--config", str(incident.config_path)],
+        env=dict(os.environ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_for("the dump of the kept database is under way", lambda: _status(services, "pre_dump") == "running")
+        bot.send_signal(signal.SIGKILL)
+        bot.wait(timeout=10)
+    finally:
+        if bot.poll() is None:
+            bot.kill()
+    run = services.store.list_runs(limit=1)[0]
+    steps = steps_of(services, run.id)
+    assert steps["database"][0] == "ok"  # swapped: the live database holds the restored data
+    kept = DatabaseOutcome.from_details(steps["database"][2]).previous
+    assert kept and kept in databases(kept)
+
+    assert main(["status", "--config", str(incident.config_path)]) == 0
+    assert "interrupted" in capsys.readouterr().out
+    assert main(["resume", run.id, "--retry", "--config", str(incident.config_path)]) == 0
+    assert services.store.get_run(run.id).status == "succeeded"
+    dump = DumpOutcome.from_details(steps_of(services, run.id)["pre_dump"][2])
+    assert dump.kept_database == kept and dump.sha256
+    assert kept in databases(kept)  # still kept: dropping it is a person's decision, on the checklist
+    checklist = " ".join(item.text for item in services.store.checklist(run.id))
+    assert f"kept as {kept} (the verified pre-rollback dump" in checklist
+
+
+def _status(services: Services, step: str) -> str | None:
+    runs = services.store.list_runs(limit=1)
+    if not runs:
+        return None
+    return next((s.status for s in services.store.steps(runs[0].id) if s.name == step), None)
+
+
+def _good_contents(incident: Incident) -> dict[str, list[tuple[object, ...]]]:
+    """What the good release's data looks like: the restore point, restored into a scratch database."""
+    name = f"{incident.db_name}_expect"
+    url = create_database(name)
+    try:
+        deploy_good_release(url)
+        return database_contents(url)
+    finally:
+        drop_databases(name)
