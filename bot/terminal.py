@@ -131,9 +131,10 @@ class TerminalReporter:
             moment = self._clock()
             started = self._started.setdefault(key, moment)
             estimate = Estimate(started=started, at=moment, done=done, total=total)
-            if self.live:
-                if self._bar is None or self._bar.key != key:
-                    self._end_bar()
+            # Two steps may measure at once (the restore loads beside the dump): the bar stays with the
+            # step that has it until that step ends; the other one prints plain lines meanwhile.
+            if self.live and (self._bar is None or self._bar.key == key):
+                if self._bar is None:
                     self._bar = _LiveBar(self.out, key=key, started=started, clock=self._clock)
                 self._bar.update(message, estimate, unit)
                 return

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import re
 import subprocess
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from pathlib import Path
 
 import pymysql
 import pytest
 
+from bot.backends.base import no_progress
 from bot.backends.databases import open_database
 from bot.backends.mysql import MySQLDatabase
 from bot.errors import DatabaseError, DumpFailed, RestoreFailed, RollbackError
@@ -229,3 +232,38 @@ def test_describe_and_the_factory() -> None:
     for bad in ("postgresql://x@y/z", "mysql://app:pw@host:3306", "mysql://a:b@h/db?bogus=1", "mysql://h:notaport/db"):
         with pytest.raises(DatabaseError):
             MySQLDatabase(bad)
+
+
+def test_the_restore_loads_while_the_pre_rollback_dump_is_taken_and_swaps_after(
+    live: MySQLTestDb, tmp_path: Path
+) -> None:
+    """As a rollback does it (bot.engine.overlap): stage() beside dump(), then swap_in()."""
+    backend = MySQLDatabase(live.url)
+    good = backend.dump(tmp_path / "good.sql").path
+    before = live.contents()
+    wreck(live)
+    wrecked = live.contents()
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        pre_dump = pool.submit(backend.dump, tmp_path / "pre-rollback.sql")
+        staged = pool.submit(backend.stage, good, shadow=backend.shadow_name("ab12cd34"))
+        pre = pre_dump.result()
+        loaded = staged.result()
+    assert live.contents() == wrecked  # nothing live changed until the swap
+    result = loaded.swap_in(progress=no_progress)
+    assert live.contents() == before
+    assert MySQLTestDb(result.previous, "").contents() == wrecked
+    assert pre.verified and pre.entries == 4  # the new table was dumped too; the view was dropped
+
+
+def test_a_stopped_load_drops_its_shadow_and_changes_nothing(live: MySQLTestDb, tmp_path: Path) -> None:
+    backend = MySQLDatabase(live.url)
+    good = backend.dump(tmp_path / "good.sql").path
+    wreck(live)
+    wrecked = live.contents()
+    cancel = threading.Event()
+    cancel.set()  # stopped before it could load: the dump it waited for failed
+    with pytest.raises(RestoreFailed, match="stopped before the swap"):
+        backend.stage(good, shadow=backend.shadow_name("ab12cd34"), cancel=cancel)
+    assert live.contents() == wrecked
+    assert leftovers(live) == []

@@ -96,8 +96,9 @@ class _Executor:
                 if step.name == "checklist" and dump is not None:
                     failure, dump = dump.result(), None  # the checklist is written once the dump is verified
                 if failure is None and step.name == "pre_dump" and overlap.stage_during_dump(ctx, journal):
+                    dumping = self._begin(ctx, step, reporters)  # announced first: the thread reads in order
                     staging = overlap.Staging(ctx, begun=self._begin(ctx, DATABASE, reporters))
-                    failure = self._run_step(ctx, step, reporters)
+                    failure = self._run_step(ctx, step, reporters, begun=dumping)
                     if failure is None:  # the code step waits for both: a restore that fails changes nothing
                         failure = staging.loaded(partial(self._run_begun, ctx, DATABASE, reporters))
                 elif failure is None and step.name == "database" and staging is not None:

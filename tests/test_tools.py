@@ -1,9 +1,12 @@
-"""Git and the dump tools run below the bot's CPU priority, so a burst of plans cannot starve Slack's acks."""
+"""How the bot runs git and the database tools: below its own CPU priority (a burst of plans or a dump
+cannot starve Slack's acks), and stopped at once when their work is no longer wanted."""
 
 from __future__ import annotations
 
 import os
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 from bot.backends.dbtools import TOOL_NICENESS, run_tool, tool_env
@@ -31,3 +34,12 @@ def test_git_runs_niced(tmp_path: Path) -> None:
     out = repo._exec("-c", f"alias.ni=!ps -o ni= -p $PPID > {hook}", "ni")
     assert out.status == 0, out.stderr
     assert int(hook.read_text().strip()) == _expected()
+
+
+def test_a_tool_is_stopped_as_soon_as_it_is_no_longer_needed() -> None:
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    started = time.monotonic()
+    run = run_tool(["sleep", "30"], env=tool_env({}), timeout_s=60, cancel=cancel)
+    assert run.cancelled and not run.ok and "no longer needed" in run.why()
+    assert time.monotonic() - started < 10  # killed, not waited for
