@@ -29,7 +29,9 @@ unit: setup services
 
 test: lint unit
 
+# Side by side in one run each, figures written into README.md: rollback time (about 9 min), then acks.
 bench: setup services
+	$(BIN)/python benchmarks/rollback.py --write-readme
 	$(BIN)/python benchmarks/run.py --write-readme
 
 clean:

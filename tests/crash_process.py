@@ -31,7 +31,12 @@ elif engine == "mysql":
     from bot.backends.mysql import MySQLDatabase as Backend
 else:
     from bot.backends.sqlite import SQLiteDatabase as Backend
-db = Backend(os.environ["RB_CRASH_URL"], **json.loads(options))
+kwargs = json.loads(options)
+if engine == "postgres":
+    # One pg_restore process, whose session outlives the killed bot (the orphan case). With --jobs its
+    # leader dies of SIGPIPE at its next message and takes its workers along: an easier case.
+    kwargs.setdefault("jobs", 1)
+db = Backend(os.environ["RB_CRASH_URL"], **kwargs)
 db.restore(Path(source), shadow=shadow, progress=lambda m: print(m, flush=True))
 print("RESTORE COMPLETED", flush=True)
 """

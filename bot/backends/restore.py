@@ -186,7 +186,7 @@ class StagedAside:
             say.say(f"warning: {warning}")
         details = {
             "source": str(hooks.source),
-            "objects": str(self.entries),
+            **({"objects": str(self.entries)} if self.entries is not None else {}),
             "kept": swapped.kept,
             "shadow": shadow,
             **swapped.details,

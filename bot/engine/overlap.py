@@ -29,6 +29,7 @@ from typing import Any, Generic, TypeVar
 from bot.backends.base import StagedRestore
 from bot.engine.events import Reporter, StepFailed, StepStopped, emit
 from bot.engine.step_context import StepContext, StepOutcome
+from bot.engine.steps import STEP_BY_NAME
 from bot.engine.steps_database import dumps_after_swap, stage_restore, stages_aside, swap_staged
 
 __all__ = ["Begun", "Beside", "Staging", "dumps_after_swap", "stage_during_dump"]
@@ -121,7 +122,8 @@ class Staging:
             staged.discard(progress=self.begun.ctx.progress)
         reason = f"stopped before the swap ({why}); the live database was not touched"
         store.release_step(self.run_id, "database", summary=reason)
-        emit(reporters, StepStopped(run_id=self.run_id, step="database", title="Database restore", reason=reason))
+        title = STEP_BY_NAME["database"].title
+        emit(reporters, StepStopped(run_id=self.run_id, step="database", title=title, reason=reason))
 
 
 def _raising(error: Exception) -> Callable[[StepContext], StepOutcome]:

@@ -182,10 +182,18 @@ def swap_staged(ctx: StepContext, staged: StagedRestore) -> StepOutcome:
     source = ctx.plan.database.source or ""
     result = staged.swap_in(progress=ctx.progress)
     standby = staged.shadow if staged.shadow == ctx.plan.database.standby else None
+    summary = (
+        f"swapped in the standby {standby}, which held {source.rsplit('/', 1)[-1]}; previous data kept as"
+        f" {result.previous}"
+        if standby
+        else result.summary
+        or f"restored {result.database} from {source.rsplit('/', 1)[-1]}; previous data kept as {result.previous}"
+    )
+    if dumps_after_swap(ctx.plan):  # said where people look until the dump is verified (overlap.py)
+        summary += "; it holds the pre-rollback data and is kept: the pre-rollback dump is taken of it now"
     return StepOutcome(
         "ok",
-        result.summary
-        or f"restored {result.database} from {source.rsplit('/', 1)[-1]}; previous data kept as {result.previous}",
+        summary,
         {  # the engine's own facts (timings, warnings) are shown with the step; the typed ones win
             "sha256": ctx.plan.database.source_sha256,
             **result.details,
@@ -256,7 +264,10 @@ def _restore_source_check(ctx: StepContext, passed: list[str], failures: list[st
             failures.append(f"the dump to restore from cannot be read: {source}: {error.strerror}")
             return
         if db.source_size is not None and size != db.source_size:
-            failures.append(f"the dump to restore from has {size} bytes, the restore point recorded {db.source_size}")
+            failures.append(
+                f"the dump to restore from is not usable: it has {size} bytes, the restore point recorded"
+                f" {db.source_size}"
+            )
             return
         passed.append(
             f"restore source present: {name} ({fmt.size(size)}); its sha256 is checked as the restore reads it"
