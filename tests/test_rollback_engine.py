@@ -370,3 +370,23 @@ def test_a_remote_that_moved_under_the_code_step_is_not_overwritten(incident: In
     )
     assert remote_head(incident) == pushed[0]
     assert "moved since the plan was made" in (services.store.get_run(record.id).error or "")
+
+
+@pytest.mark.parametrize("strategy", ["revert", "force-push"])
+def test_a_deploy_that_changed_no_files_rolls_back_with_nothing_to_push(
+    incident: Incident, services: Services, strategy: str
+) -> None:
+    # The deployed head has exactly the good release's files (a deploy that changed only the database).
+    repo = incident.repo
+    git(repo.clone, "checkout", "--quiet", "--detach", repo.good)
+    git(repo.clone, "commit", "--quiet", "--allow-empty", "-m", "Deploy: run the data migration")
+    deployed = git(repo.clone, "rev-parse", "HEAD")
+    git(repo.clone, "push", "--quiet", "--force", repo.remote_name, f"{deployed}:refs/heads/{repo.branch}")
+
+    assert run_cli(incident, "run", "prod", "--to", repo.good, "--code", strategy, "--force") == 0
+    run = services.store.list_runs()[0]
+    code = next(s for s in services.store.steps(run.id) if s.name == "code")
+    assert run.status == "succeeded"
+    assert code.status == "ok" and "nothing to push" in code.summary
+    assert remote_head(incident) == deployed  # nothing was pushed
+    assert database_contents(incident.db_url) == good_contents()  # and the rest of the rollback went on

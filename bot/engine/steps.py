@@ -94,6 +94,14 @@ def code_rollback(ctx: StepContext) -> StepOutcome:
             f"the plan was for {plan.deployed}",
             hint="nothing was pushed; abort this run and make a new plan",
         )
+    if not ctx.repo.changed_files(plan.target.sha, head.sha):
+        # A deploy that changed only the database (or was itself reverted): the files are already right.
+        return StepOutcome(
+            "ok",
+            f"{plan.remote}/{plan.branch} is already at the target's files ({head.short} has the files of"
+            f" {plan.target.short}): nothing to push",
+            CodeOutcome(strategy=plan.code, old_head=head.sha, new_head=head.sha).to_details(),
+        )
     if plan.code == "revert":
         undone = ", ".join(c.short for c in plan.undone[:10]) + (" …" if len(plan.undone) > 10 else "")
         message = (
