@@ -51,12 +51,13 @@ class Incident:
     health: HealthServer
     health_url: str
     flags: LaunchDarklyServer | None = None  # the bad release's flag, on, in a LaunchDarkly stand-in
+    admin_url: str = PG_ADMIN_URL  # the server it lives on (tests stop a private one to break it)
 
     def close(self) -> None:
         self.health.stop()
         if self.flags is not None:
             self.flags.stop()
-        drop_databases(self.db_name)
+        drop_databases(self.db_name, admin_url=self.admin_url)
 
 
 def config_text(
@@ -113,15 +114,15 @@ consecutive = 2
 """
 
 
-def create_database(name: str) -> str:
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+def create_database(name: str, *, admin_url: str = PG_ADMIN_URL) -> str:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    return admin_url.rsplit("/", 1)[0] + f"/{name}"
 
 
-def drop_databases(prefix: str) -> None:
+def drop_databases(prefix: str, *, admin_url: str = PG_ADMIN_URL) -> None:
     """Drop the database and everything a restore kept beside it (`<name>_before_rollback_…`, shadows)."""
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
         names = [
             row[0]
             for row in conn.execute(
@@ -173,13 +174,14 @@ def build_incident(
     url_env: str = "DATABASE_URL",
     environ: MutableMapping[str, str] = os.environ,
     with_flags: bool = False,
+    admin_url: str = PG_ADMIN_URL,
     **config_options: Any,
 ) -> Incident:
     """Set the stage: good release live and snapshotted, then the bad release deployed over it."""
     root.mkdir(parents=True, exist_ok=True)
     repo = build_sandbox_repo(root / "git")
     db_name = f"rb_shop_{secrets.token_hex(4)}"
-    db_url = create_database(db_name)
+    db_url = create_database(db_name, admin_url=admin_url)
     environ[url_env] = db_url
     health = HealthServer()
     health_url = health.start()
@@ -214,4 +216,5 @@ def build_incident(
         health=health,
         health_url=health_url,
         flags=flags,
+        admin_url=admin_url,
     )
