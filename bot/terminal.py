@@ -94,7 +94,7 @@ class TerminalReporter:
             else:
                 self._unmeasured(event.step, event.message)
         elif isinstance(event, StepFinished):
-            icon = "✅" if event.status == "ok" else "⏭ "
+            icon = {"ok": "✅", "failed": "❌"}.get(event.status, "⏭ ")
             self.say(f"{icon} {event.title}: {event.summary} ({fmt.duration(event.duration_s)})")
             for row in event.details.get("checks", []):
                 self.say(
@@ -152,9 +152,11 @@ class TerminalReporter:
         print(redact(text), file=self.out, flush=True)
 
     def _finished(self, event: RunFinished) -> None:
-        verdict = {"succeeded": "✅ Rollback complete", "aborted": "🛑 Rollback aborted"}.get(
-            event.outcome, event.outcome
-        )
+        verdict = {
+            "succeeded": "✅ Rollback complete",
+            "unhealthy": "⚠️  Rollback done, unhealthy (code, data and flags are rolled back; health checks fail)",
+            "aborted": "🛑 Rollback aborted",
+        }.get(event.outcome, event.outcome)
         dry = " (dry run: nothing was changed)" if event.dry_run else ""
         self.say(f"\n{verdict} for {event.env} in {fmt.duration(event.duration_s)}{dry}. Run {event.run_id}.")
         if event.health:

@@ -49,6 +49,7 @@ STATUS_LOOK = {
     "planned": ("📝", "Rollback plan"),
     "running": ("⏳", "Rollback running"),
     "succeeded": ("✅", "Rollback succeeded"),
+    "unhealthy": ("⚠️", "Rollback done, unhealthy"),
     "failed": ("❌", "Rollback failed"),
     "aborted": ("🛑", "Rollback aborted"),
     "cancelled": ("🚫", "Rollback cancelled"),
@@ -63,6 +64,7 @@ STATUS_NOTE = {
     "expired": "Nothing was changed. Run `/rollback` again for a fresh plan.",
     "cancelled": "Nothing was changed.",
     "aborted": "The rollback was stopped. What already ran stays as it is; see the thread.",
+    "unhealthy": "Code, data and flags are rolled back, but the health checks fail: look at the application.",
 }
 
 

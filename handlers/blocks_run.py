@@ -292,6 +292,11 @@ def finished_blocks(*, event: RunFinished) -> list[Block]:
         text = f"🧪 *Dry run of {env} {esc(event.outcome)}* in {took}: nothing was changed."
     elif event.outcome == "succeeded":
         text = f"✅ *Rollback of {env} succeeded* in {took}."
+    elif event.outcome == "unhealthy":
+        text = (
+            f"⚠️ *Rollback of {env} done, unhealthy* in {took}: code, data and flags are rolled back,"
+            " but the health checks fail. Look at the application; the checklist follows."
+        )
     elif event.outcome == "aborted":
         text = f"🛑 *Rollback of {env} aborted* after {took}. What already ran stays as it is."
     else:

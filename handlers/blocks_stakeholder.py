@@ -12,13 +12,14 @@ from datetime import datetime, timedelta
 
 from handlers.blocks_kit import Block, ago, context, esc, hhmm, section
 
-STAKEHOLDER_PHASES = ("started", "step", "running", "failed", "finished", "aborted")
+STAKEHOLDER_PHASES = ("started", "step", "running", "failed", "finished", "unhealthy", "aborted")
 _LOOK = {
     "started": ("🔄", "rollback started"),
     "step": ("➡️", "rollback progress"),
     "running": ("🔄", "rollback in progress"),
     "failed": ("⚠️", "rollback hit a problem"),
     "finished": ("✅", "rollback complete"),
+    "unhealthy": ("⚠️", "rollback done, service not healthy yet"),
     "aborted": ("🛑", "rollback stopped"),
 }
 _ENV_WORDS = {
@@ -103,11 +104,17 @@ def stakeholder_text(
         else:
             text = f"The rollback of {where} is complete and the service is answering normally."
         text += f" Started {hhmm(began)}, finished {hhmm(now)}."
+    elif phase == "unhealthy":
+        text = (
+            f"The rollback of {where} is done: the previous version and its data are back. The service is"
+            " not answering normally yet; the team is looking into it."
+            f" Started {hhmm(began)}, finished {hhmm(now)}."
+        )
     elif phase == "aborted":
         text = f"The team stopped the rollback of {where} and is deciding the next step."
     else:
         text = f"There is an update on the rollback of {where}."
-    if next_update is not None and phase != "finished":
+    if next_update is not None and phase not in ("finished", "unhealthy"):
         text += f" Next update by {hhmm(next_update)}."
     if dry_run:
         text = "Rehearsal only, nothing changes for customers: " + text

@@ -36,6 +36,7 @@ RUN_ICONS = {
     "planned": "📝",
     "running": "⏳",
     "succeeded": "✅",
+    "unhealthy": "⚠️",
     "failed": "❌",
     "aborted": "🛑",
     "cancelled": "🚫",

@@ -172,8 +172,8 @@ def push_commit_elsewhere(remote_url: str, *, work: Path, branch: str, files: di
     return sha
 
 
-def add_reject_hook(bare: Path, *, message: str, only_refs: str = "") -> None:
-    """Install a pre-receive hook that prints `message` to stderr and refuses the push.
+def add_reject_hook(bare: Path, *, message: str, only_refs: str = "") -> Path:
+    """Install a pre-receive hook that prints `message` to stderr and refuses the push; return its path.
 
     `only_refs` (a shell pattern such as "refs/rollback-backup/*") refuses only pushes to matching
     refs; empty refuses every push.
@@ -193,6 +193,7 @@ def add_reject_hook(bare: Path, *, message: str, only_refs: str = "") -> None:
     hook.parent.mkdir(parents=True, exist_ok=True)
     hook.write_text("#!/bin/sh\n" + body)
     hook.chmod(0o755)
+    return hook  # unlink it to accept pushes again
 
 
 def _configure(clone: Path) -> None:

@@ -18,7 +18,10 @@ from bot.engine.events import Event, StepStarted
 from bot.engine.lifecycle import Actor
 from bot.engine.plan import RollbackRequest
 from bot.errors import LockHeld
+from bot.outbox import Outbox
 from bot.services import Services
+from bot.store import now
+from handlers import blocks
 from sandbox.repo import add_reject_hook, git, push_commit_elsewhere
 from sandbox.scenario import (
     Incident,
@@ -223,18 +226,31 @@ def test_two_starts_of_one_run_run_it_once(incident: Incident, services: Service
     )
 
 
-def test_failed_health_checks_can_be_retried_once_the_app_recovers(incident: Incident, services: Services) -> None:
-    incident.health.status = 503
-    record, _ = lifecycle.propose(services, RollbackRequest(env="prod", requested_by="alice", db="none"))
-    assert lifecycle.start(services, record.id, actor=Actor("carol", "terminal")).status == "failed"
-    assert services.store.get_run(record.id).current_step == "health"
-    incident.health.status = 200
-    assert (
-        lifecycle.resume(services, record.id, decision="retry", actor=Actor("carol", "terminal")).status == "succeeded"
-    )
-    steps = {s.name: (s.status, s.attempts) for s in services.store.steps(record.id)}
-    assert steps["health"] == ("ok", 2) and steps["code"] == ("ok", 1)  # nothing before it ran again
-    assert services.store.lock_for("prod") is None
+def test_health_failing_after_everything_else_ends_done_unhealthy_and_says_so_plainly(
+    incident: Incident, services: Services, capsys: pytest.CaptureFixture[str]
+) -> None:
+    incident.health.status = 503  # the app stays broken after the rollback
+    assert run_cli(incident, "run", "prod", "--force", "--channel", "C0INCIDENT") == 3
+    out = capsys.readouterr().out
+    run = services.store.list_runs()[0]
+    steps = {s.name: s.status for s in services.store.steps(run.id)}
+    assert run.status == "unhealthy" and "done, unhealthy" in (run.error or "")
+    assert steps == {
+        "safety": "ok",
+        "pre_dump": "ok",
+        "code": "ok",
+        "database": "ok",
+        "flags": "skipped",
+        "health": "failed",
+        "checklist": "ok",  # nothing is left to roll back: the run ends, with its checklist
+    }
+    assert "Rollback done, unhealthy" in out and "❌ Health checks" in out
+    assert services.store.lock_for("prod") is None  # ended: the environment is free
+    assert database_contents(incident.db_url) == good_contents()
+    stakeholder = [row.notice for row in Outbox(services.store).due(limit=200) if row.notice.channel == "C0STATUS"]
+    assert stakeholder[-1].payload["phase"] == "unhealthy"
+    words = blocks.stakeholder_text(env="prod", phase="unhealthy", now=now(), started_at=run.started_at)
+    assert "the previous version and its data are back" in words and "not answering normally" in words
 
 
 def test_dry_run_checks_everything_and_changes_nothing(incident: Incident, capsys: pytest.CaptureFixture[str]) -> None:

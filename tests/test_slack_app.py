@@ -15,7 +15,7 @@ import pytest
 
 from bot.engine.steps import STEPS
 from bot.services import Services
-from sandbox.repo import git
+from sandbox.repo import add_reject_hook, git
 from sandbox.scenario import Incident, database_contents
 from sandbox.slack_harness import INCIDENT, STATUS, SlackWorkspace
 
@@ -111,22 +111,36 @@ def test_a_double_click_starts_exactly_one_run(slack: SlackWorkspace, incident: 
 def test_a_failure_offers_retry_skip_abort_to_approvers(
     slack: SlackWorkspace, incident: Incident, services: Services
 ) -> None:
-    incident.health.status = 503
+    hook = add_reject_hook(Path(incident.repo.remote_url), message="release branch is frozen by the change board")
     slack.slash(ALICE, "prod --db none")
     plan = slack.latest()
     slack.click(CAROL, "Confirm", message=plan)
     run = services.store.list_runs()[0]
-    assert run.status == "failed" and run.current_step == "health"
+    assert run.status == "failed" and run.current_step == "code"
     failure = next(m for m in slack.thread(plan) if "Where things stand" in text_of(m))
     assert "Retry" in text_of(failure) and "Abort" in text_of(failure)
-    assert "code" in text_of(failure).lower()
+    assert "frozen by the change board" in text_of(failure)
 
     slack.click(MALLORY, "Retry", message=failure)
     assert any("only approvers" in t for t in slack.ephemeral_texts(MALLORY))
-    incident.health.status = 200
+    hook.unlink()  # the change board lifts the freeze
     slack.click(CAROL, "Retry", message=failure)
     assert services.store.get_run(run.id).status == "succeeded"
     assert services.store.lock_for("prod") is None
+
+
+def test_an_app_still_unhealthy_after_the_rollback_ends_it_done_unhealthy(
+    slack: SlackWorkspace, incident: Incident, services: Services
+) -> None:
+    incident.health.status = 503
+    slack.slash(ALICE, "prod --db none")
+    plan = slack.latest()
+    slack.click(CAROL, "Confirm", message=plan)
+    slack.settle()
+    run = services.store.list_runs()[0]
+    assert run.status == "unhealthy" and services.store.lock_for("prod") is None
+    assert any("done, unhealthy" in text_of(m) for m in slack.thread(plan))
+    assert any("not answering normally yet" in text_of(m) for m in slack.api.messages(STATUS))
 
 
 def test_rollback_outside_an_incident_channel_is_refused(slack: SlackWorkspace, services: Services) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from bot.cli._exit import EXIT_ERROR, EXIT_FAILED
+from bot.cli._exit import EXIT_ERROR, EXIT_FAILED, EXIT_UNHEALTHY
 from bot.config import config_path, environment_problems, load_config
 from bot.engine import lifecycle
 from bot.engine.events import Reporter
@@ -93,7 +93,7 @@ def _engine_command(services: Services, args: argparse.Namespace) -> int:
         decision = "abort" if command == "abort" else args.decision
         reporters: list[Reporter] = [reporter, *_story(services, args.run_id, channel=args.channel)]
         record = lifecycle.resume(services, args.run_id, decision=decision, actor=me, reporters=reporters)
-        return 0 if record.status in ("succeeded", "aborted") else EXIT_FAILED
+        return _exit_code(record.status, ok=("succeeded", "aborted"))
     if command == "undo-flags":
         print("\n".join(lifecycle.undo_flags(services, args.run_id, actor=me)))
         return 0
@@ -178,7 +178,13 @@ def _run(
         )
     if channel:
         print(f"(the story of this run waits in the outbox for {channel}: a serving bot posts it when Slack answers)")
-    return 0 if result.status == "succeeded" else EXIT_FAILED
+    return _exit_code(result.status, ok=("succeeded",))
+
+
+def _exit_code(status: str, *, ok: tuple[str, ...]) -> int:
+    if status in ok:
+        return 0
+    return EXIT_UNHEALTHY if status == "unhealthy" else EXIT_FAILED
 
 
 @contextmanager

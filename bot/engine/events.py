@@ -82,7 +82,7 @@ class StepFailed:
 class RunFinished:
     run_id: str
     env: str
-    outcome: str  # "succeeded" | "aborted"
+    outcome: str  # "succeeded" | "unhealthy" (done, but the health checks failed) | "aborted"
     duration_s: float
     dry_run: bool
     health: tuple[HealthResult, ...] = ()

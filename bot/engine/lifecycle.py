@@ -325,7 +325,8 @@ def abort(services: Services, run_id: str, *, actor: Actor, reporters: Sequence[
 
 
 def _execute(services: Services, run_id: str, reporters: Sequence[Reporter]) -> RunRecord:
-    """Run the remaining steps; the step that fails moves the run to failed, the last to succeeded."""
+    """Run the remaining steps; the step that fails moves the run to failed, the last to succeeded (or to
+    unhealthy: done, but the health checks failed; nothing is left to roll back, so it does not wait)."""
     record = services.store.get_run(run_id)
     failure = executor.execute_steps(services, record, reporters)
     if failure is not None:
@@ -340,17 +341,20 @@ def _execute(services: Services, run_id: str, reporters: Sequence[Reporter]) -> 
         )
         emit(reporters, failure)
         return services.store.get_run(run_id)
+    health = next((s for s in services.store.steps(run_id) if s.name == "health"), None)
+    ended = RunStatus.UNHEALTHY if health is not None and health.status == "failed" else RunStatus.SUCCEEDED
     if _move(
         services,
         run_id,
         from_=(RunStatus.RUNNING,),
-        to=RunStatus.SUCCEEDED,
+        to=ended,
         actor="rollback-bot",
         finished_at=now(),
         current_step=None,
+        **({"error": f"done, unhealthy: {health.summary}"} if ended is RunStatus.UNHEALTHY and health else {}),
     ):
         services.store.release_lock(record.env, run_id=run_id)
-        executor.finish_event(services, run_id, reporters, outcome=RunStatus.SUCCEEDED.value)
+        executor.finish_event(services, run_id, reporters, outcome=ended.value)
     return services.store.get_run(run_id)
 
 

@@ -105,6 +105,9 @@ class _Executor:
                     failure, staging = staging.swap(partial(self._run_begun, ctx, DATABASE, reporters)), None
                 elif failure is None:
                     failure = self._run_step(ctx, step, reporters)
+                    if failure is not None and step.name == "health":
+                        self._unhealthy(failure, reporters)  # the rollback itself is done: go on
+                        failure = None
                 if failure is not None:
                     break
             if dump_due and failure is None:  # nothing after the database step was left to run beside it
@@ -116,6 +119,23 @@ class _Executor:
                 late = dump.result()
                 failure = failure or late
         return failure
+
+    def _unhealthy(self, failure: StepFailed, reporters: Sequence[Reporter]) -> None:
+        """Health failed after everything else was done: there is nothing left to roll back, so the run
+        goes on to its checklist and ends "done, unhealthy" (lifecycle reads it from the journal)."""
+        step = next(s for s in self.store.steps(failure.run_id) if s.name == "health")
+        emit(
+            reporters,
+            StepFinished(
+                run_id=failure.run_id,
+                step=failure.step,
+                title=failure.title,
+                status="failed",
+                summary=failure.error,
+                duration_s=failure.duration_s,
+                details=step.details,
+            ),
+        )
 
     def _run_begun(
         self, ctx: StepContext, step: StepDef, reporters: Sequence[Reporter], work: dict[str, Any]

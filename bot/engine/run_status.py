@@ -21,6 +21,7 @@ class RunStatus(StrEnum):
     RUNNING = "running"
     FAILED = "failed"
     SUCCEEDED = "succeeded"
+    UNHEALTHY = "unhealthy"  # done (code, data, flags rolled back), but the health checks failed
     ABORTED = "aborted"
     CANCELLED = "cancelled"
     EXPIRED = "expired"
@@ -31,6 +32,7 @@ class RunStatus(StrEnum):
     def ended(self) -> bool:
         return self in (
             RunStatus.SUCCEEDED,
+            RunStatus.UNHEALTHY,
             RunStatus.ABORTED,
             RunStatus.CANCELLED,
             RunStatus.EXPIRED,

@@ -250,7 +250,7 @@ class RunStory:
         turned_off = FlagsOutcome.from_details(flags.details).turned_off if flags and flags.status == "ok" else []
         if turned_off:
             self._enqueue(undo_flags_notice(record, turned_off=turned_off))
-        self._stakeholders("finished" if event.outcome == "succeeded" else "aborted")
+        self._stakeholders({"succeeded": "finished", "unhealthy": "unhealthy"}.get(event.outcome, "aborted"))
 
     def _record(self) -> RunRecord:
         return self.services.store.get_run(self.run_id)
