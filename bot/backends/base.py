@@ -140,6 +140,25 @@ class StagedRestore(Protocol):
         ...
 
 
+@runtime_checkable
+class DatabaseIdentities(Protocol):
+    """A server that names each database by an identity a rename keeps (PostgreSQL: its oid).
+
+    With it a retried restore can tell that the swap of an earlier attempt completed (the live name
+    now has the shadow's identity) even if the process died before it could journal that.
+    """
+
+    name: str  # the live database's name
+
+    def identity(self, name: str) -> str | None:
+        """The identity of the database called `name` now; None if there is none."""
+        ...
+
+    def name_of(self, identity: str) -> str | None:
+        """What the database with that identity is called now; None if it is gone."""
+        ...
+
+
 @dataclass(frozen=True)
 class Standby:
     """A restore point restored ahead of time into a standby database beside the live one (prestage)."""

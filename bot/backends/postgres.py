@@ -152,6 +152,18 @@ class PostgresDatabase:
         with self.admin_session(f"the live database {self.name} may still refuse connections") as conn:
             return repair.repair_swap(conn, self.name)
 
+    # --- identities (base.DatabaseIdentities): an oid survives a rename -------------------------------
+
+    def identity(self, name: str) -> str | None:
+        with self.admin_session(f"{name} was not changed") as conn:
+            row = conn.execute("SELECT oid::bigint FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        return str(row[0]) if row else None
+
+    def name_of(self, identity: str) -> str | None:
+        with self.admin_session("nothing was changed") as conn:
+            row = conn.execute("SELECT datname FROM pg_database WHERE oid = %s::oid", (identity,)).fetchone()
+        return str(row[0]) if row else None
+
     # --- standbys (base.StandbyDatabase; postgres_prestage) ----------------------------------------
 
     def build_standby(self, source: Path, *, label: str, progress: Progress = no_progress) -> Standby:

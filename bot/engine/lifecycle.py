@@ -314,7 +314,8 @@ def resume(
     store.record(actor=actor.id, action=f"run.{decision.value}", run_id=run_id, env=current.record.env, detail=detail)
     for step in current.steps:  # interrupted mid-step (two may overlap): we cannot know it finished, so redo it
         if step.status == "running":
-            store.finish_step(run_id, step.name, status="failed", summary="interrupted")
+            # Its details stay: what it journaled before dying (a shadow's name, identities) guides the retry.
+            store.finish_step(run_id, step.name, status="failed", summary="interrupted", details=step.details)
     if stuck is not None and decision is Decision.SKIP:
         store.skip_step(run_id, stuck.name, summary=f"skipped by {actor.id} after failure")
     return _execute(services, run_id, reporters)

@@ -57,9 +57,15 @@ class DatabaseOutcome(_Outcome):
     source: str | None = None
     shadow: str | None = None  # journaled before the restore starts, so a crash can drop it
     standby: str | None = None  # prestaged: the standby that was swapped in
+    # Journaled before the swap (base.DatabaseIdentities): after a crash, the live name carrying the
+    # shadow's identity means the swap completed, and the database with the live's identity is the kept one.
+    shadow_id: str | None = None
+    live_id: str | None = None
     instance: str | None = None
     endpoint: str | None = None
     status: str | None = None
+    cluster: str | None = None  # Aurora: the NEW cluster; `endpoint` is its endpoint, `instance` its instance
+    reader_endpoint: str | None = None  # Aurora: the NEW cluster's reader endpoint
 
 
 class FlagRow(_Outcome):

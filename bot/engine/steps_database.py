@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bot import format as fmt
 from bot.artifacts import fetched, is_s3
-from bot.backends.base import DumpInfo, Progress, StagedRestore, Standby, StandbyDatabase
+from bot.backends.base import DatabaseIdentities, DumpInfo, Progress, StagedRestore, Standby, StandbyDatabase
 from bot.engine.outcomes import DatabaseOutcome, DumpOutcome
 from bot.engine.plan import Plan
 from bot.engine.restore_points import dump_and_put
@@ -116,8 +116,48 @@ def database_restore(ctx: StepContext) -> StepOutcome:
         name = (plan.database.source or "").rsplit("/", 1)[-1]
         where = ctx.database.describe() if ctx.database is not None else plan.database.engine
         return StepOutcome("skipped", f"dry run: would restore {where} from {name}")
+    earlier = _swapped_by_an_earlier_attempt(ctx)
+    if earlier is not None:
+        return earlier
     staged = _standby(ctx) if plan.database.standby else None
     return swap_staged(ctx, staged or stage_restore(ctx))
+
+
+def _swapped_by_an_earlier_attempt(ctx: StepContext) -> StepOutcome | None:
+    """The process died after its swap committed and before it could journal it: the swap is done.
+
+    Restoring again would move whatever the application wrote since into a second kept database.
+    """
+    database = ctx.database
+    if not isinstance(database, DatabaseIdentities):
+        return None
+    step = next((s for s in ctx.store.steps(ctx.run_id) if s.name == "database"), None)
+    noted = DatabaseOutcome.from_details(step.details if step else {})
+    if not (noted.shadow_id and noted.live_id) or database.identity(database.name) != noted.shadow_id:
+        return None
+    kept = database.name_of(noted.live_id)
+    summary = (
+        f"the swap of an earlier attempt had completed before the bot stopped: {database.name} holds the"
+        f" restored data; previous data kept as {kept}"
+    )
+    ctx.progress(summary)
+    return StepOutcome(
+        "ok",
+        summary,
+        noted.model_copy(
+            update={"database": database.name, "previous": kept, "source": ctx.plan.database.source}
+        ).to_details(),
+    )
+
+
+def _journal_identities(ctx: StepContext, shadow: str) -> None:
+    """Just before the swap: which database is which, by identities a rename keeps (see above)."""
+    database = ctx.database
+    if isinstance(database, DatabaseIdentities):
+        noted = DatabaseOutcome(
+            shadow=shadow, shadow_id=database.identity(shadow), live_id=database.identity(database.name)
+        )
+        ctx.store.note_step(ctx.run_id, "database", noted.to_details())
 
 
 def _standby(ctx: StepContext) -> StagedRestore | None:
@@ -144,6 +184,7 @@ def _standby(ctx: StepContext) -> StagedRestore | None:
         )
         database.drop_standby()
         return None
+    _journal_identities(ctx, record.database)
     ctx.progress(f"standby {record.database} holds {record.label}, unchanged: swapping it in")
     return staged
 
@@ -170,12 +211,15 @@ def stage_restore(ctx: StepContext, cancel: threading.Event | None = None) -> St
     shadow = database.shadow_name(run_tag(ctx.run_id))
     ctx.store.note_step(ctx.run_id, "database", DatabaseOutcome(shadow=shadow).to_details())
     if not plan.database.source_sha256:
-        return database.stage(Path(source), progress=ctx.progress, shadow=shadow, cancel=cancel)
-    # Checked again here, not only in the safety check: the object could have changed since.
-    with fetched(
-        ctx.artifact_store(), source, plan.database.source_sha256, plan.database.source_size, _downloads(ctx)
-    ) as local:
-        return database.stage(local, progress=ctx.progress, shadow=shadow, cancel=cancel)
+        staged = database.stage(Path(source), progress=ctx.progress, shadow=shadow, cancel=cancel)
+    else:
+        # Checked again here, not only in the safety check: the object could have changed since.
+        with fetched(
+            ctx.artifact_store(), source, plan.database.source_sha256, plan.database.source_size, _downloads(ctx)
+        ) as local:
+            staged = database.stage(local, progress=ctx.progress, shadow=shadow, cancel=cancel)
+    _journal_identities(ctx, shadow)
+    return staged
 
 
 def swap_staged(ctx: StepContext, staged: StagedRestore) -> StepOutcome:
@@ -215,7 +259,11 @@ def _rds_restore(ctx: StepContext) -> StepOutcome:
     if rds is None:
         raise NotSupported(f"{plan.database.action} needs an [environments.{plan.env}.rds] table")
     if plan.dry_run:
-        return StepOutcome("skipped", f"dry run: would restore {source} into a NEW RDS instance {instance}")
+        return StepOutcome(
+            "skipped",
+            f"dry run: would restore {source} into a NEW RDS instance {instance} (an Aurora source: a NEW cluster"
+            f" {instance} and its instance)",
+        )
     if plan.database.action == "rds-snapshot":
         result = rds.restore_snapshot(
             snapshot_id=source, instance_id=instance, run_id=ctx.run_id, progress=ctx.progress
@@ -225,11 +273,19 @@ def _rds_restore(ctx: StepContext) -> StepOutcome:
             source_instance_id=source, instance_id=instance, run_id=ctx.run_id, progress=ctx.progress
         )
     endpoint = f"{result.endpoint}:{result.port}"
+    # An Aurora restore's result (bot.backends.rds_cluster.ClusterRestoreResult) also names the NEW cluster.
+    cluster, reader = getattr(result, "cluster_id", "") or None, getattr(result, "reader_endpoint", "") or None
+    created = f"cluster {cluster} (instance {result.instance_id})" if cluster else f"instance {result.instance_id}"
     return StepOutcome(
         "ok",
-        result.summary or f"restored {result.source} into NEW instance {result.instance_id} at {endpoint}",
+        result.summary or f"restored {result.source} into NEW {created} at {endpoint}",
         DatabaseOutcome(
-            instance=result.instance_id, endpoint=endpoint, source=result.source, status=result.status
+            instance=result.instance_id,
+            endpoint=endpoint,
+            source=result.source,
+            status=result.status,
+            cluster=cluster,
+            reader_endpoint=f"{reader}:{result.port}" if reader else None,
         ).to_details(),
     )
 
