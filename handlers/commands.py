@@ -7,7 +7,7 @@ from typing import Any
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
-from bot.engine import lifecycle
+from bot.engine.run_status import shown_status
 from bot.errors import RollbackError
 from handlers import blocks, grammar
 from handlers.background import cancel_waiting, start_planning
@@ -29,7 +29,8 @@ def register(app: App, ctx: SlackContext) -> None:
         if parsed.kind == "help":
             ack(response_type="ephemeral", text=grammar.USAGE, blocks=blocks.help_blocks(environments=envs))
         elif parsed.kind in ("status", "history"):
-            ack(response_type="ephemeral", text=_runs_text(ctx, parsed.kind))
+            kind = parsed.kind
+            ack(response_type="ephemeral", text=ctx.reads.read(("runs", kind), lambda: _runs_text(ctx, kind)))
         elif parsed.kind == "cancel":
             ack(response_type="ephemeral", text="Cancelling…")
             ctx.hand_off(reply, cancel_waiting, ctx, run_id=parsed.run_id, user=user, channel=channel, reply=reply)
@@ -45,7 +46,11 @@ def register(app: App, ctx: SlackContext) -> None:
 
 
 def _runs_text(ctx: SlackContext, kind: str) -> str:
+    """Answered before the ack, so one read of the store: the status shown (with 'interrupted' derived)
+    comes from the records just listed, not from a second read of each run and its steps.
+    """
     store = ctx.services.store
+    heartbeat_timeout = ctx.services.config.settings.bot.heartbeat_timeout
     if kind == "status":
         runs = store.list_runs(limit=20, statuses=("planned", "approved", "running", "failed"))
         if not runs:
@@ -56,7 +61,7 @@ def _runs_text(ctx: SlackContext, kind: str) -> str:
             return "No rollbacks yet."
     lines = []
     for record in runs:
-        shown = lifecycle.view(ctx.services, record.id).status
+        shown = shown_status(record, heartbeat_timeout=heartbeat_timeout)
         plan = record.plan
         lines.append(
             f"• `{record.id}` {record.env}: *{shown}*, "

@@ -18,6 +18,7 @@ from bot.errors import PreconditionFailed
 from bot.outbox import Notice, Outbox
 from bot.services import Services
 from bot.timers import TimerPoller
+from handlers.burst import AckActivity, Coalesced
 from handlers.errors import Reply, answered
 from handlers.outbox_sender import OutboxSender
 
@@ -61,6 +62,10 @@ class SlackContext:
     # Plans (git fetch, migration scan) have their own small pool: a burst of them never takes the
     # rollbacks' workers, and never more than this many run against the listeners' two cores at once.
     planner: TrackedExecutor = field(default_factory=lambda: TrackedExecutor(workers=PLAN_WORKERS, name="planner"))
+    # Acks first under a burst (handlers.burst): reads answered before an ack (`/rollback status`) are
+    # shared by requests asking at the same moment, and plans wait for a burst of acks to pass.
+    reads: Coalesced[str] = field(default_factory=Coalesced)
+    activity: AckActivity = field(default_factory=AckActivity)
     sender: OutboxSender | None = None  # drains the outbox to Slack (started by bot.app)
     poller: TimerPoller | None = None  # fires durable timers (started by bot.app)
     _groups: dict[str, tuple[float, set[str]]] = field(default_factory=dict)
@@ -118,13 +123,23 @@ class SlackContext:
         """After the ack: run `fn` on the bot's executor (the planner's for plans); whatever it raises is
         told to `reply`'s person. `hint` is what they are told to do if it fails unexpectedly.
         """
-        pool = self.planner if planning else self.executor
-        pool.submit(self._answered, reply, fn, args, kwargs, hint)
+        if planning:  # plans let a burst of acks pass first (handlers.burst.AckActivity), then run
+            self.planner.submit(self._answered, reply, fn, args, kwargs, hint, self.activity.now())
+        else:
+            self.executor.submit(self._answered, reply, fn, args, kwargs, hint)
 
     def _answered(
-        self, reply: Reply, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], hint: str
+        self,
+        reply: Reply,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        hint: str,
+        after_acks_from: float | None = None,
     ) -> None:
         try:
+            if after_acks_from is not None:
+                self.activity.wait_quiet(asked_at=after_acks_from)
             answered(reply, fn, *args, hint=hint, **kwargs)
         finally:
             self.wake_sender()  # the work may have left notices in the outbox

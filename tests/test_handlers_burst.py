@@ -6,6 +6,7 @@ the real app over HTTP, as Slack does.
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +20,7 @@ from bot.engine import lifecycle
 from bot.engine.plan import RollbackRequest
 from bot.services import Services
 from bot.store import now
-from handlers.burst import AckActivity, Coalesced
+from handlers.burst import AckActivity, Coalesced, freeze_startup_heap
 from sandbox.slack_harness import INCIDENT, SlackWorkspace
 from tests.fixtures.waiting import wait_for
 
@@ -141,6 +142,13 @@ def test_a_steady_stream_of_requests_delays_a_plan_by_at_most_max_delay() -> Non
     clock.on_sleep = lambda _t: activity.touch()  # a request every time it looks
     activity.wait_quiet(asked_at=asked, sleep=clock.sleep)
     assert clock() == pytest.approx(asked + 1.0)
+
+
+def test_the_heap_the_app_is_built_from_is_frozen_once_per_process(slack: SlackWorkspace) -> None:
+    assert gc.get_freeze_count() > 0  # wiring the app froze what it is built from
+    frozen = gc.get_freeze_count()
+    assert freeze_startup_heap() is False  # and only the first app of the process does
+    assert gc.get_freeze_count() <= frozen  # nothing more frozen (frozen objects may still be freed)
 
 
 # --- over HTTP --------------------------------------------------------------------------------------------

@@ -33,6 +33,9 @@ runs = sa.Table(
     sa.Column("pid", sa.Integer),
     sa.Column("host", sa.String(255)),
     sa.Column("boot_id", sa.String(64)),
+    # Every status, App Home and planning read asks for the newest runs first: without this index that is
+    # a sort of the whole table under a burst of acks (migration 0004).
+    sa.Index("ix_runs_created_at", "created_at", "id"),
 )
 
 steps = sa.Table(
@@ -271,3 +274,4 @@ class ChecklistRecord:
     text: str
     done_by: str | None
     done_at: datetime | None
+
