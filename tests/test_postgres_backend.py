@@ -227,7 +227,7 @@ def test_with_a_password_protected_role_nothing_leaks_and_ownership_is_kept(tmp_
     assert all(isinstance(e, DatabaseError) for e in errors)
 
 
-def test_database_level_settings_and_grants_survive_the_swap(live: PgDatabase, tmp_path: Path) -> None:
+def test_database_level_properties_survive_the_swap(live: PgDatabase, tmp_path: Path) -> None:
     backend = PostgresDatabase(live.url)
     dump = backend.dump(tmp_path / "good.dump").path
     reader = unique("rbt_reader")
@@ -239,6 +239,14 @@ def test_database_level_settings_and_grants_survive_the_swap(live: PgDatabase, t
             )
         )
         conn.execute(sql.SQL("ALTER DATABASE {} SET statement_timeout = '42s'").format(sql.Identifier(live.name)))
+        conn.execute(sql.SQL("ALTER DATABASE {} SET app.tenant = 'acme'").format(sql.Identifier(live.name)))
+        conn.execute(
+            sql.SQL("ALTER ROLE {} IN DATABASE {} SET work_mem = '12MB'").format(
+                sql.Identifier(reader), sql.Identifier(live.name)
+            )
+        )
+        conn.execute(sql.SQL("COMMENT ON DATABASE {} IS 'the shop'").format(sql.Identifier(live.name)))
+        conn.execute(sql.SQL("ALTER DATABASE {} CONNECTION LIMIT 40").format(sql.Identifier(live.name)))
         conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(live.name)))
         conn.execute(
             sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(live.name), sql.Identifier(reader))
@@ -251,11 +259,21 @@ def test_database_level_settings_and_grants_survive_the_swap(live: PgDatabase, t
                 " WHERE d.datname = %s ORDER BY 1",
                 (live.name,),
             ).fetchall()
+            database = conn.execute(
+                "SELECT shobj_description(oid, 'pg_database'), datconnlimit FROM pg_database WHERE datname = %s",
+                (live.name,),
+            ).fetchone()
             privileges = conn.execute(
                 "SELECT has_database_privilege('public', %s, 'CONNECT'), has_database_privilege(%s, %s, 'CONNECT')",
                 (live.name, reader, live.name),
             ).fetchone()
-        assert [s[0] for s in settings] == ['search_path="$user", public, "Odd Schema"', "statement_timeout=42s"]
+        assert [s[0] for s in settings] == [
+            "app.tenant=acme",
+            'search_path="$user", public, "Odd Schema"',
+            "statement_timeout=42s",
+            "work_mem=12MB",  # the reader's, in this database
+        ]
+        assert database == ("the shop", 40)
         assert privileges == (False, True)  # PUBLIC still may not connect; the granted role still may
         assert "warnings" not in result.details
     finally:

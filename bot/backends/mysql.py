@@ -24,7 +24,7 @@ import pymysql
 from bot import format as fmt
 from bot.backends import mysql_objects as objs
 from bot.backends import mysql_repair as repair
-from bot.backends.base import DumpInfo, Progress, RestoreResult, no_progress
+from bot.backends.base import DumpInfo, Progress, no_progress
 from bot.backends.dbtools import (
     DEFAULT_TOOL_TIMEOUT_S,
     RETRY_HINT,
@@ -39,7 +39,7 @@ from bot.backends.dbtools import (
 )
 from bot.backends.mysql_restore import NAME_MAX, MySQLRestore
 from bot.backends.reporter import MEASURE_EVERY_S, Reporter
-from bot.backends.restore import StagedAside, Tick, dump_verified, stage_aside
+from bot.backends.restore import RestoresAside, Tick, dump_verified
 from bot.errors import DatabaseError, DumpFailed, RestoreFailed
 from bot.redact import register_secret
 
@@ -50,7 +50,7 @@ _NAMES_A_DATABASE = (b"USE ", b"CREATE DATABASE ")
 _QUERY_OPTIONS = {"ssl_ca": "ssl-ca", "ssl_cert": "ssl-cert", "ssl_key": "ssl-key", "unix_socket": "socket"}
 
 
-class MySQLDatabase:
+class MySQLDatabase(RestoresAside):
     """A live MySQL/MariaDB database: mysqldump out, mysql into a shadow, RENAME TABLE swap."""
 
     engine = "mysql"
@@ -119,19 +119,8 @@ class MySQLDatabase:
     def shadow_name(self, tag: str) -> str:
         return shadow_name_for(self.name, tag, max_bytes=NAME_MAX)
 
-    def restore(self, source: Path, *, progress: Progress = no_progress, shadow: str | None = None) -> RestoreResult:
-        return self.stage(source, progress=progress, shadow=shadow).swap_in(progress=progress)
-
-    def stage(
-        self,
-        source: Path,
-        *,
-        progress: Progress = no_progress,
-        shadow: str | None = None,
-        cancel: threading.Event | None = None,
-    ) -> StagedAside:
-        hooks = MySQLRestore(self, Path(source).absolute(), cancel=cancel)
-        return stage_aside(hooks, progress=progress, shadow=shadow)
+    def restore_hooks(self, source: Path, *, cancel: threading.Event | None) -> MySQLRestore:
+        return MySQLRestore(self, source, cancel=cancel)
 
     def discard_shadow(self, shadow: str) -> str | None:
         refuse_unless_shadow(self.name, shadow, max_bytes=NAME_MAX, action="drop")

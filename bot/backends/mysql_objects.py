@@ -7,11 +7,12 @@ object cannot ride along and are recreated from their own SHOW CREATE text inste
 - views and triggers: the server refuses to move a view to another database, or a table that has
   triggers ("Trigger in wrong schema"). They are dropped just before the rename and recreated just
   after it. Limit: a write landing in that sub-second window does not fire the (missing) triggers.
-- routines and events belong to the database, not to a table: the live ones are replaced by the
-  dump's. The kept copy gets the old routines, views and triggers back, and the old events disabled
-  so that they do not run against the kept copy.
-Routine-level GRANTs (GRANT EXECUTE ON PROCEDURE …) are not recreated; database- and table-level
-grants are by name and so keep applying to the live database.
+- routines and events belong to the database, not to a table: the live ones that differ from the
+  dump's are replaced by them (mysql_routines: the unchanged ones are left alone, and the replaced
+  routines get their GRANT EXECUTE … ON FUNCTION back where the bot may). The kept copy gets the old
+  routines, views and triggers back, and the old events disabled so that they do not run against it.
+Database-, table- and column-level grants are by name and so keep applying to the live database, as do
+the database's default character set, collation and comment (the live database itself stays).
 
 Because the live views and triggers are dropped before the RENAME, and their definitions would
 otherwise live only in the bot's memory, the swap first writes a journal (every definition, both
@@ -27,13 +28,17 @@ import time
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pymysql
 import pymysql.charset
 
+from bot.backends import mysql_routines as routines
 from bot.backends.dbtools import one_line
 from bot.errors import RestoreFailed
+
+if TYPE_CHECKING:
+    from bot.backends.mysql_routines import RoutineGrant
 
 TABLE_TYPES = ("BASE TABLE", "SEQUENCE", "SYSTEM VERSIONED")  # what RENAME TABLE can move between databases
 _WORD = re.compile(r"^\w+$")
@@ -271,6 +276,7 @@ class Journal:
     old: Objects
     new: Objects
     renamed: bool = False
+    routine_grants: list[RoutineGrant] | None = None  # None: unreadable (mysql_routines)
 
     def to_bytes(self) -> bytes:
         # ensure_ascii: a definition that is not valid UTF-8 still round-trips, escaped.
@@ -283,6 +289,8 @@ class Journal:
         def objects(d: dict[str, list[dict[str, Any]]]) -> Objects:
             return Objects(**{k: [SchemaObject(**o) for o in v] for k, v in d.items()})
 
+        grants = data.get("routine_grants")  # JSON made the tuples lists
+        data["routine_grants"] = None if grants is None else [tuple(g) for g in grants]
         return Journal(**{**data, "old": objects(data["old"]), "new": objects(data["new"])})
 
 
@@ -322,6 +330,7 @@ def swap_in(
     try:
         new = capture(conn, shadow)
         old = capture(conn, live)
+        grants, unreadable = routines.read_grants(conn, live)
         drop(conn, shadow, new.views + new.triggers)
         live_tables, new_tables = tables(conn, live), tables(conn, shadow)
         if JOURNAL in live_tables:
@@ -330,7 +339,7 @@ def swap_in(
                 hint="rename that table, then retry",
             )
         run(conn, create_database(kept, *charset))
-        write_journal(conn, Journal(live, shadow, kept, live_tables, new_tables, old, new))
+        write_journal(conn, Journal(live, shadow, kept, live_tables, new_tables, old, new, routine_grants=grants))
         say(f"switching: closing connections to {live}")
         killed = kill_sessions(conn, [live, shadow], timeout_s=timeout_s)
         run(conn, "SET SESSION lock_wait_timeout = %s", (max(1, int(timeout_s)),))
@@ -357,10 +366,13 @@ def swap_in(
     say(f"switched: {live} now holds the restored tables; previous tables are in {kept}")
     # From here on the data swap has happened: failures are reported, never undone.
     try:
-        drop(conn, live, old.routines + old.events)
-        failed = create(conn, live, new.routines + new.views + new.triggers + new.events)
+        gone, coming = routines.replaced(old.routines + old.events, new.routines + new.events)
+        drop(conn, live, gone)
+        events = [o for o in coming if o.kind == "EVENT"]
+        failed = create(conn, live, [o for o in coming if o not in events] + new.views + new.triggers + events)
+        warnings = routines.give_back(conn, live, grants, unreadable, gone, coming)
         leftovers = old.routines + old.views + old.triggers + old.events
-        warnings = [f"not copied to {kept}: {f}" for f in create(conn, kept, leftovers, disable_events=True)]
+        warnings += [f"not copied to {kept}: {f}" for f in create(conn, kept, leftovers, disable_events=True)]
         run(conn, f"DROP DATABASE IF EXISTS {q(shadow)}")
         run(conn, f"DROP TABLE IF EXISTS {q(kept)}.{q(JOURNAL)}")  # last: until here a repair can finish
     except pymysql.MySQLError as exc:

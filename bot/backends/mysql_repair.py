@@ -29,6 +29,7 @@ from typing import Any
 
 from bot import format as fmt
 from bot.backends import mysql_objects as objs
+from bot.backends import mysql_routines as routines
 from bot.backends.dbtools import fit_name
 from bot.errors import DatabaseError
 
@@ -143,12 +144,17 @@ def _roll_back(conn: Any, j: objs.Journal) -> list[str]:
 
 
 def _finish(conn: Any, j: objs.Journal) -> list[str]:
-    # Whatever the crash left half made, drop it by name and make it again: idempotent.
-    for o in j.old.routines + j.old.events + j.new.routines + j.new.events + j.new.views + j.new.triggers:
+    # Whatever the crash left half made, drop it by name and make it again: idempotent. Routines and
+    # events the dump has unchanged were never touched (mysql_routines): they keep their grants.
+    gone, coming = routines.replaced(j.old.routines + j.old.events, j.new.routines + j.new.events)
+    for o in gone + coming + j.new.views + j.new.triggers:
         objs.run(conn, f"DROP {o.kind} IF EXISTS {objs.q(j.live)}.{objs.q(o.name)}")
-    failed = objs.create(conn, j.live, j.new.routines + j.new.views + j.new.triggers + j.new.events)
+    events = [o for o in coming if o.kind == "EVENT"]
+    failed = objs.create(conn, j.live, [o for o in coming if o not in events] + j.new.views + j.new.triggers + events)
+    why = "" if j.routine_grants is not None else "not readable when the switch began"
+    given = routines.give_back(conn, j.live, j.routine_grants, why, gone, coming)
     old = j.old.routines + j.old.views + j.old.triggers + j.old.events
-    warnings = objs.create(conn, j.kept, old, disable_events=True, skip_existing=True)
+    not_copied = objs.create(conn, j.kept, old, disable_events=True, skip_existing=True)
     objs.run(conn, f"DROP TABLE IF EXISTS {objs.q(j.kept)}.{objs.q(objs.JOURNAL)}")
     if failed:
         raise DatabaseError(
@@ -160,4 +166,4 @@ def _finish(conn: Any, j: objs.Journal) -> list[str]:
         f"finished a switch interrupted after its RENAME: {j.live} holds the restored tables with the dump's"
         f" views, triggers, routines and events; the previous data is kept as {j.kept}"
     ]
-    return said + [f"not copied to {j.kept}: {w}" for w in warnings]
+    return said + given + [f"not copied to {j.kept}: {w}" for w in not_copied]

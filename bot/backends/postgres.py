@@ -31,7 +31,7 @@ from bot import format as fmt
 from bot.backends import postgres_admin as admin
 from bot.backends import postgres_prestage as prestage
 from bot.backends import postgres_repair as repair
-from bot.backends.base import DumpInfo, Progress, RestoreResult, Standby, no_progress
+from bot.backends.base import DumpInfo, Progress, Standby, no_progress
 from bot.backends.dbtools import (
     DEFAULT_TOOL_TIMEOUT_S,
     RETRY_HINT,
@@ -47,7 +47,7 @@ from bot.backends.dbtools import (
 )
 from bot.backends.postgres_restore import PostgresRestore
 from bot.backends.reporter import MEASURE_EVERY_S, Reporter
-from bot.backends.restore import StagedAside, Tick, dump_verified, stage_aside
+from bot.backends.restore import RestoresAside, StagedAside, Tick, dump_verified
 from bot.errors import DatabaseError, DumpFailed, RestoreFailed
 from bot.redact import register_secret
 
@@ -55,7 +55,7 @@ _DUMP_TABLE = re.compile(r'^pg_dump: dumping contents of table "(.*)"$')
 _TOC_LINE = re.compile(r"^\d+; \d+ \d+ ")
 
 
-class PostgresDatabase:
+class PostgresDatabase(RestoresAside):
     """A live PostgreSQL database, dumped with pg_dump and restored aside then swapped in by rename."""
 
     engine = "postgres"
@@ -129,19 +129,8 @@ class PostgresDatabase:
     def shadow_name(self, tag: str) -> str:
         return shadow_name_for(self.name, tag, max_bytes=admin.PG_NAME_MAX)
 
-    def restore(self, source: Path, *, progress: Progress = no_progress, shadow: str | None = None) -> RestoreResult:
-        return self.stage(source, progress=progress, shadow=shadow).swap_in(progress=progress)
-
-    def stage(
-        self,
-        source: Path,
-        *,
-        progress: Progress = no_progress,
-        shadow: str | None = None,
-        cancel: threading.Event | None = None,
-    ) -> StagedAside:
-        hooks = PostgresRestore(self, Path(source).absolute(), cancel=cancel)
-        return stage_aside(hooks, progress=progress, shadow=shadow)
+    def restore_hooks(self, source: Path, *, cancel: threading.Event | None) -> PostgresRestore:
+        return PostgresRestore(self, source, cancel=cancel)
 
     def discard_shadow(self, shadow: str) -> str | None:
         refuse_unless_shadow(self.name, shadow, max_bytes=admin.PG_NAME_MAX, action="drop")

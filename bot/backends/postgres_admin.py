@@ -1,4 +1,5 @@
-"""The SQL half of the PostgreSQL backend: shadow databases, database properties, the rename swap.
+"""The SQL half of the PostgreSQL backend: shadow databases and the rename swap (the database's own
+properties: postgres_properties; extension versions: postgres_extensions).
 
 Everything here runs on a connection to the maintenance database (never to the live one, which must
 be left without sessions for the rename), in autocommit unless a transaction is opened explicitly.
@@ -22,16 +23,6 @@ from bot.redact import register_secret
 Conn = psycopg.Connection[TupleRow]
 
 PG_NAME_MAX = 63  # NAMEDATALEN - 1: longer names are silently truncated by the server, so we do it first
-
-# Settings whose value is a list pg_dump quotes element by element (dumputils.c, variable_is_guc_list_quote).
-_LIST_SETTINGS = {
-    "local_preload_libraries",
-    "search_path",
-    "session_preload_libraries",
-    "shared_preload_libraries",
-    "temp_tablespaces",
-    "unix_socket_directories",
-}
 
 
 def parse_url(url: str) -> dict[str, str]:
@@ -82,7 +73,6 @@ class DbInfo:
     locale_provider: str  # "c" (libc) or "i" (ICU); "c" before PostgreSQL 15
     icu_locale: str | None
     tablespace: str
-    has_acl: bool
 
 
 class SessionsRemain(Exception):
@@ -105,7 +95,7 @@ def database_info(conn: Conn, name: str) -> DbInfo | None:
     row = conn.execute(
         sql.SQL(
             "SELECT d.datname, d.oid::int, pg_get_userbyid(d.datdba), pg_encoding_to_char(d.encoding),"
-            " d.datcollate, d.datctype, {provider}, {locale}, t.spcname, d.datacl IS NOT NULL"
+            " d.datcollate, d.datctype, {provider}, {locale}, t.spcname"
             " FROM pg_database d JOIN pg_tablespace t ON t.oid = d.dattablespace WHERE d.datname = %s"
         ).format(provider=sql.SQL(provider), locale=sql.SQL(locale)),
         (name,),
@@ -122,7 +112,6 @@ def database_info(conn: Conn, name: str) -> DbInfo | None:
         locale_provider=str(row[6]),
         icu_locale=None if row[7] is None else str(row[7]),
         tablespace=str(row[8]),
-        has_acl=bool(row[9]),
     )
 
 
@@ -161,7 +150,8 @@ def create_shadow(conn: Conn, name: str, like: DbInfo) -> list[str]:
     """Create an empty database with the live one's encoding, locale, tablespace and (if we may) owner.
 
     template0 because the dump recreates everything a template would bring (extensions, plpgsql, …)
-    and the encoding or locale may differ from template1's. Returns warnings.
+    and the encoding or locale may differ from template1's. Returns warnings (none so far: an owner it
+    may not assign is named by postgres_properties.carry_over, which tries again once the dump is in).
     """
     options = [
         sql.SQL("TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}").format(
@@ -182,94 +172,8 @@ def create_shadow(conn: Conn, name: str, like: DbInfo) -> list[str]:
         conn.execute(create + sql.SQL(" OWNER {}").format(sql.Identifier(like.owner)))
         return []
     except psycopg.errors.InsufficientPrivilege:
-        conn.execute(create)
-        return [f"the restored database is owned by {me}, not {like.owner} (no right to assign it)"]
-
-
-def copy_properties(conn: Conn, source: DbInfo, dest: str) -> list[str]:
-    """Give `dest` the live database's GRANTs and ALTER DATABASE … SET settings.
-
-    A dump made without --create carries neither, so without this a rollback would silently drop,
-    say, a database-wide search_path or a REVOKE CONNECT FROM PUBLIC. Returns warnings instead of
-    failing: a missing setting should be reported, not block an emergency rollback.
-    """
-    warnings: list[str] = []
-    target = sql.Identifier(dest)
-    if source.has_acl:
-        grants = conn.execute(
-            "SELECT a.privilege_type, a.grantee = 0, CASE WHEN a.grantee = 0 THEN '' ELSE"
-            " pg_get_userbyid(a.grantee) END, a.is_grantable"
-            " FROM pg_database d, aclexplode(d.datacl) a WHERE d.oid = %s",
-            (source.oid,),
-        ).fetchall()
-        statements = []
-        for privilege, public, grantee, grantable in grants:
-            who = sql.SQL("PUBLIC") if public else sql.Identifier(str(grantee))
-            statements.append(
-                sql.SQL("GRANT {} ON DATABASE {} TO {}{}").format(
-                    sql.SQL(str(privilege)), target, who, sql.SQL(" WITH GRANT OPTION" if grantable else "")
-                )
-            )
-        if not any(public for _, public, _, _ in grants):
-            statements.append(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(target))
-        for statement in statements:
-            try:
-                conn.execute(statement)
-            except psycopg.Error as exc:
-                warnings.append(f"could not copy a database privilege: {one_line(exc)}")
-    settings = conn.execute(
-        "SELECT r.rolname, unnest(s.setconfig) FROM pg_db_role_setting s"
-        " LEFT JOIN pg_roles r ON r.oid = s.setrole WHERE s.setdatabase = %s",
-        (source.oid,),
-    ).fetchall()
-    for role, setting in settings:
-        name, _, value = str(setting).partition("=")
-        values: sql.Composable
-        if name.lower() in _LIST_SETTINGS:
-            values = sql.SQL(", ").join(sql.Literal(v) for v in split_setting_list(value))
-        else:
-            values = sql.Literal(value)
-        scope = sql.SQL("ROLE {} IN ").format(sql.Identifier(str(role))) if role else sql.SQL("")
-        statement = sql.SQL("ALTER {}DATABASE {} SET {} TO {}").format(scope, target, sql.Identifier(name), values)
-        try:
-            conn.execute(statement)
-        except psycopg.Error as exc:
-            warnings.append(f"could not copy setting {name}: {one_line(exc)}")
-    return warnings
-
-
-def split_setting_list(value: str) -> list[str]:
-    """Split a stored list setting (`"$user", public`) into its elements, as the server's SplitGUCList."""
-    items: list[str] = []
-    i, n = 0, len(value)
-    while i < n:
-        while i < n and value[i].isspace():
-            i += 1
-        if i < n and value[i] == '"':
-            i += 1
-            item = []
-            while i < n:
-                if value[i] == '"':
-                    if i + 1 < n and value[i + 1] == '"':  # doubled quote inside a quoted name
-                        item.append('"')
-                        i += 2
-                        continue
-                    i += 1
-                    break
-                item.append(value[i])
-                i += 1
-            items.append("".join(item))
-            while i < n and value[i] != ",":
-                i += 1
-        else:
-            end = value.find(",", i)
-            end = n if end < 0 else end
-            token = value[i:end].strip()
-            if token:
-                items.append(token)
-            i = end
-        i += 1  # skip the comma
-    return items
+        conn.execute(create)  # postgres_properties.carry_over tries again, and names the owner if it cannot
+        return []
 
 
 def set_allow_connections(conn: Conn, name: str, allow: bool) -> None:

@@ -4,9 +4,10 @@
 (postgres_restore's hooks: pg_restore, ANALYZE, the live database's properties), then closes it to
 connections. A rollback then checks that it is that very database (same oid: a dropped and re-created
 one gets a new oid) and still closed to connections (so nothing can have written to it: opening it
-takes its owner or a superuser, on purpose), gives it the live database's properties as they are
-NOW (grants and settings may have changed since the snapshot), opens it, and swaps it in with the
-rollback's own swap (postgres_restore.swap, so crash repair is the same too).
+takes its owner or a superuser, on purpose), checks that the live database's properties and extension
+versions are still the standby's (grants, settings or an extension may have changed since the snapshot:
+then the standby is unusable and the rollback takes the normal path, which says so), opens it, and
+swaps it in with the rollback's own swap (postgres_restore.swap, so crash repair is the same too).
 
 The kept database a swap leaves is closed to connections; dump_kept opens it just long enough for
 pg_dump (whose snapshot makes the dump one consistent state) and closes it again.
@@ -19,9 +20,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import psycopg
+
 from bot.backends import postgres_admin as admin
+from bot.backends import postgres_extensions as extensions
+from bot.backends import postgres_properties as properties
 from bot.backends import postgres_repair as repair
 from bot.backends.base import DumpInfo, Progress, Standby
+from bot.backends.dbtools import one_line
 from bot.backends.postgres_restore import PostgresRestore
 from bot.backends.reporter import Reporter
 from bot.backends.restore import StagedAside, stage_aside
@@ -74,11 +80,15 @@ def stage(db: PostgresDatabase, standby: Standby, *, label: str) -> StagedAside:
         if _properties(conn, db.name) != _properties(conn, standby.database):
             # Copying them over would only add; the normal path creates its shadow from them afresh.
             raise StandbyUnusable(
-                f"the owner, grants or settings of {db.name} changed since the standby {standby.database} was built"
+                f"the owner, grants, settings, comment or labels of {db.name} differ from the standby"
+                f" {standby.database}'s (changed since it was built, or not carried over)"
             )
         hooks.info = live
         hooks.ownership = "as when the standby was built"
         admin.set_allow_connections(conn, standby.database, True)  # a failed swap drops it, as any shadow
+    changed = _extensions_changed(db, standby.database)  # read once open: pg_extension is per database
+    if changed:
+        raise StandbyUnusable(changed)
     return StagedAside(hooks, standby.database, None, [], started)
 
 
@@ -105,17 +115,24 @@ def dump_kept(db: PostgresDatabase, kept: str, dest: Path, *, progress: Progress
             admin.set_allow_connections(conn, kept, False)
 
 
-def _properties(conn: admin.Conn, name: str) -> tuple[object, ...]:
-    """What the application sees of a database itself: owner, grants (whoever granted them), settings."""
-    owner = conn.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", (name,)).fetchone()
-    grants = conn.execute(
-        "SELECT a.grantee, a.privilege_type, a.is_grantable FROM pg_database d, aclexplode(d.datacl) a"
-        " WHERE d.datname = %s ORDER BY 1, 2, 3",
-        (name,),
-    ).fetchall()
-    settings = conn.execute(
-        "SELECT coalesce(r.rolname, ''), s.setconfig FROM pg_db_role_setting s JOIN pg_database d"
-        " ON d.oid = s.setdatabase LEFT JOIN pg_roles r ON r.oid = s.setrole WHERE d.datname = %s ORDER BY 1",
-        (name,),
-    ).fetchall()
-    return (owner, grants, [(role, sorted(config or [])) for role, config in settings])
+def _properties(conn: admin.Conn, name: str) -> properties.Properties | None:
+    """What the application sees of a database itself: everything a restore carries over from the live one
+    (postgres_properties: owner, ACL, connection limit, settings, comment, security labels)."""
+    return properties.read(conn, name)
+
+
+def _extensions_changed(db: PostgresDatabase, standby: str) -> str | None:
+    """Why the standby's extension versions are not the live ones any more (a restore takes the live one's)."""
+    try:
+        with db.connect(db.name, timeout_s=db.connect_timeout_s) as conn:
+            live = extensions.installed(conn)
+        with db.connect(standby, timeout_s=db.connect_timeout_s) as conn:
+            built = extensions.installed(conn)
+    except psycopg.Error as exc:
+        return (
+            f"the extension versions of {db.name} and of the standby {standby} could not be compared: {one_line(exc)}"
+        )
+    changed = sorted(name for name in live.keys() & built.keys() if live[name] != built[name])
+    if changed:
+        return f"the versions of extensions {', '.join(changed)} in {db.name} differ from the standby's"
+    return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import tempfile
 import threading
 import time
 from contextlib import suppress
@@ -20,6 +21,8 @@ import psycopg
 
 from bot import format as fmt
 from bot.backends import postgres_admin as admin
+from bot.backends import postgres_extensions as extensions
+from bot.backends import postgres_properties as properties
 from bot.backends import postgres_repair as repair
 from bot.backends.dbtools import one_line, refuse_unless_shadow, run_tool, stamp
 from bot.backends.reporter import MEASURE_EVERY_S, Reporter
@@ -44,6 +47,10 @@ class PostgresRestore(Restore):
         self.info: admin.DbInfo | None = None
         self.no_owner = False
         self.ownership = ""
+        self.live_extensions: dict[str, str] = {}
+        self.pinned: dict[str, str] = {}  # extension → the live version, where a plain restore would differ
+        self.notes: list[str] = []  # warnings found before the shadow exists
+        self.pin_failures: dict[str, str] = {}
 
     def refuse(self, shadow: str) -> None:
         refuse_unless_shadow(self.live, shadow, max_bytes=admin.PG_NAME_MAX, action="restore into", error=RestoreFailed)
@@ -58,6 +65,7 @@ class PostgresRestore(Restore):
                     hint="check the environment's DATABASE_URL names the right database",
                 )
             self.no_owner, self.ownership = self._ownership(conn)
+            self._extensions_to_pin(conn)
         return len(self.toc)
 
     def new_shadow(self) -> str:
@@ -85,7 +93,10 @@ class PostgresRestore(Restore):
                 ) from None
 
     def load(self, shadow: str, say: Reporter) -> None:
-        """pg_restore into the shadow, measured in table-of-contents entries (it names each as it goes)."""
+        """pg_restore into the shadow, measured in table-of-contents entries (it names each as it goes).
+
+        In two parts when extensions must be set to the live versions first (postgres_extensions).
+        """
         total = len(self.toc)
         done = 0
         current = "connecting"
@@ -104,10 +115,6 @@ class PostgresRestore(Restore):
             elapsed = fmt.duration(time.monotonic() - started, rough=True)
             say.maybe(f"restoring into {shadow}: {done} of {total} objects, {elapsed} so far ({current})")
 
-        args = ["pg_restore", "--verbose", "--no-password", "--exit-on-error"]
-        args += ["--no-owner"] if self.no_owner else []
-        args += [f"--jobs={self.db.jobs}"] if self.db.jobs > 1 else []
-        args += [f"--dbname={self.db.conninfo(shadow)}", str(self.source)]
         say.measure(
             f"restoring {self.source.name} into {shadow} ({total} objects)",
             done=0,
@@ -115,29 +122,62 @@ class PostgresRestore(Restore):
             unit="objects",
             at_once=True,
         )
-        run = run_tool(
-            args,
-            env=self.db.env(),
-            timeout_s=self.db.tool_timeout_s,
-            on_line=on_line,
-            on_tick=on_tick,
-            tick_s=MEASURE_EVERY_S,
-            cancel=self.cancel,
-        )
-        if not run.ok:
-            raise RestoreFailed(
-                f"restore failed at {current} ({done} of {total} objects): {run.why()}; {self.untouched}",
-                hint="fix the cause and retry, or restore from another dump; if it is about owners,"
-                " retry with keep_owners off",
-            )
+
+        def restore(use_list: list[str] | None, jobs: int) -> None:
+            with tempfile.TemporaryDirectory(prefix="rb-toc-") as folder:
+                args = ["pg_restore", "--verbose", "--no-password", "--exit-on-error"]
+                args += ["--no-owner"] if self.no_owner else []
+                args += [f"--jobs={jobs}"] if jobs > 1 else []
+                if use_list is not None:
+                    listed = Path(folder) / "toc.list"
+                    listed.write_text("".join(line + "\n" for line in use_list))
+                    args.append(f"--use-list={listed}")
+                args += [f"--dbname={self.db.conninfo(shadow)}", str(self.source)]
+                run = run_tool(
+                    args,
+                    env=self.db.env(),
+                    timeout_s=self.db.tool_timeout_s,
+                    on_line=on_line,
+                    on_tick=on_tick,
+                    tick_s=MEASURE_EVERY_S,
+                    cancel=self.cancel,
+                )
+            if not run.ok:
+                raise RestoreFailed(
+                    f"restore failed at {current} ({done} of {total} objects): {run.why()}; {self.untouched}",
+                    hint="fix the cause and retry, or restore from another dump; if it is about owners,"
+                    " retry with keep_owners off",
+                )
+
+        if not self.pinned:
+            restore(None, self.db.jobs)
+        else:  # schemas and extensions first, extensions set to the live versions, then the rest
+            head, tail = extensions.split(self.toc)
+            restore(head, 1)
+            current = "setting extension versions"
+            try:
+                with self.db.connect(shadow, timeout_s=self.db.connect_timeout_s) as conn:
+                    self.pin_failures = extensions.pin(conn, self.pinned)
+            except psycopg.Error as exc:
+                raise RestoreFailed(
+                    f"restore failed setting extension versions: {one_line(exc)}; {self.untouched}",
+                    hint="check that the server is up and the bot's role may connect to the new database, then retry",
+                ) from None
+            restore(tail, self.db.jobs)
         # Not every entry is named in pg_restore's output (comments, ACLs): the whole archive is in now.
         say.measure(f"restored {total} objects into {shadow}", done=total, total=total, unit="objects")
 
     def verify_loaded(self, shadow: str, say: Reporter) -> Loaded:
-        assert self.info is not None
-        warnings = self._analyze(shadow, say) if self.db.analyze else []
+        warnings = self.notes + (self._analyze(shadow, say) if self.db.analyze else [])
         with self.db.admin_session(self.untouched) as conn:
-            warnings += admin.copy_properties(conn, self.info, shadow)
+            warnings += properties.carry_over(conn, self.live, shadow)
+        if self.live_extensions:
+            try:
+                with self.db.connect(shadow, timeout_s=self.db.connect_timeout_s) as conn:
+                    restored = extensions.installed(conn)
+                warnings += extensions.mismatches(self.live_extensions, restored, self.pin_failures)
+            except psycopg.Error as exc:
+                warnings.append(f"the restored database's extension versions could not be checked: {one_line(exc)}")
         return Loaded(warnings=warnings)
 
     def swap(self, shadow: str, say: Reporter) -> Swapped:
@@ -197,6 +237,20 @@ class PostgresRestore(Restore):
         if missing:
             return True, f"owned by {me} (cannot assign the dump's owners: {', '.join(missing[:5])})"
         return False, "as in the dump"
+
+    def _extensions_to_pin(self, conn: admin.Conn) -> None:
+        if not extensions.in_toc(self.toc):
+            return
+        try:
+            with self.db.connect(self.live, timeout_s=self.db.connect_timeout_s) as live:
+                self.live_extensions = extensions.installed(live)
+        except psycopg.Error as exc:
+            self.notes.append(
+                f"the live database's extension versions could not be read ({one_line(exc)}): the restored"
+                " database has the server's default versions"
+            )
+            return
+        self.pinned = extensions.to_pin(conn, self.live_extensions, self.toc)
 
     def _analyze(self, shadow: str, say: Reporter) -> list[str]:
         """Gather planner statistics before the swap: without them the first queries can crawl."""

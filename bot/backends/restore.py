@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 from bot import format as fmt
-from bot.backends.base import DumpInfo, Progress, RestoreResult
+from bot.backends.base import DumpInfo, Progress, RestoreResult, no_progress
 from bot.backends.dbtools import file_size, prepare_dest, publish
 from bot.backends.reporter import Reporter
 from bot.errors import DumpFailed, RestoreFailed
@@ -115,8 +115,25 @@ class Restore:
         self.cancel = cancel if cancel is not None else threading.Event()  # set: stop loading, drop the shadow
 
 
-def restore_aside(hooks: RestoreHooks, *, progress: Progress, shadow: str | None) -> RestoreResult:
-    return stage_aside(hooks, progress=progress, shadow=shadow).swap_in(progress=progress)
+class RestoresAside:
+    """restore() and stage() of the Database protocol, for a backend that says which hooks it uses."""
+
+    def restore_hooks(self, source: Path, *, cancel: threading.Event | None) -> RestoreHooks:
+        raise NotImplementedError
+
+    def restore(self, source: Path, *, progress: Progress = no_progress, shadow: str | None = None) -> RestoreResult:
+        return self.stage(source, progress=progress, shadow=shadow).swap_in(progress=progress)
+
+    def stage(
+        self,
+        source: Path,
+        *,
+        progress: Progress = no_progress,
+        shadow: str | None = None,
+        cancel: threading.Event | None = None,
+    ) -> StagedAside:
+        hooks = self.restore_hooks(Path(source).absolute(), cancel=cancel)
+        return stage_aside(hooks, progress=progress, shadow=shadow)
 
 
 def stage_aside(hooks: RestoreHooks, *, progress: Progress, shadow: str | None) -> StagedAside:

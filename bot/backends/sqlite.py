@@ -30,7 +30,7 @@ from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
 from bot import format as fmt
-from bot.backends.base import DumpInfo, Progress, RestoreResult, no_progress
+from bot.backends.base import DumpInfo, Progress, no_progress
 from bot.backends.dbtools import (
     RETRY_HINT,
     dump_file_size,
@@ -41,7 +41,7 @@ from bot.backends.dbtools import (
     shadow_name_for,
 )
 from bot.backends.reporter import Reporter
-from bot.backends.restore import StagedAside, Tick, dump_verified, stage_aside
+from bot.backends.restore import RestoresAside, Tick, dump_verified
 from bot.backends.sqlite_restore import STAGE_MARK, SQLiteRestore, open_ro
 from bot.errors import DatabaseError, DumpFailed
 
@@ -49,7 +49,7 @@ _HEADER = b"SQLite format 3\x00"
 _FILE_NAME_MAX = 255  # bytes in a file name on every filesystem a bot would run on
 
 
-class SQLiteDatabase:
+class SQLiteDatabase(RestoresAside):
     """A live SQLite database file."""
 
     engine = "sqlite"
@@ -98,19 +98,8 @@ class SQLiteDatabase:
             self.path.with_name(shadow_name_for(f".{self.name}", tag, max_bytes=_FILE_NAME_MAX, mark=STAGE_MARK))
         )
 
-    def restore(self, source: Path, *, progress: Progress = no_progress, shadow: str | None = None) -> RestoreResult:
-        return self.stage(source, progress=progress, shadow=shadow).swap_in(progress=progress)
-
-    def stage(
-        self,
-        source: Path,
-        *,
-        progress: Progress = no_progress,
-        shadow: str | None = None,
-        cancel: threading.Event | None = None,
-    ) -> StagedAside:
-        hooks = SQLiteRestore(self, Path(source).absolute(), cancel=cancel)
-        return stage_aside(hooks, progress=progress, shadow=shadow)
+    def restore_hooks(self, source: Path, *, cancel: threading.Event | None) -> SQLiteRestore:
+        return SQLiteRestore(self, source, cancel=cancel)
 
     def discard_shadow(self, shadow: str) -> str | None:
         path = self.shadow_path(shadow, action="delete")
