@@ -9,7 +9,9 @@ What moto's RDS does and does not do (moto 5.x): instances and snapshots are "av
 with an endpoint `<id>.aaaaaaaaaa.<region>.rds.amazonaws.com`; restores from a snapshot and to a point
 in time create real (fake) instances with the requested tags and instance class; nothing is ever
 "creating" or "failed", and credentials are not checked. State transitions over time therefore have
-to be tested with a scripted client (see tests/test_rds.py).
+to be tested with a scripted client (see tests/test_rds.py). Aurora clusters, cluster snapshots, both
+cluster restores and instances in a cluster work too; bot/backends/rds_cluster.py says what moto does
+differently from AWS there.
 
 The same server serves S3 (the artifact store's `s3://bucket/prefix` backups): `create_bucket`,
 `object_bytes` and `put_object_bytes` (to corrupt a stored dump the way a bad disk or a person would)
@@ -130,6 +132,56 @@ class MotoRds:
     def create_snapshot(self, snapshot_id: str, from_instance: str) -> dict[str, Any]:
         answer = self.client().create_db_snapshot(DBSnapshotIdentifier=snapshot_id, DBInstanceIdentifier=from_instance)
         return dict(answer["DBSnapshot"])
+
+    def create_source_cluster(
+        self,
+        cluster_id: str,
+        *,
+        engine: str = "aurora-postgresql",
+        engine_version: str = "15.4",
+        instance_class: str = "db.r6g.large",
+        instances: int = 1,
+        security_groups: tuple[str, ...] = ("sg-0aurora1",),
+        subnet_group: str = "app-subnets",
+    ) -> dict[str, Any]:
+        """A live Aurora cluster with its instances (`<cluster>-1`, `<cluster>-2`, …; the first is the writer)."""
+        self.client().create_db_cluster(
+            DBClusterIdentifier=cluster_id,
+            Engine=engine,
+            EngineVersion=engine_version,
+            MasterUsername="app",
+            MasterUserPassword="sandbox-password",
+            VpcSecurityGroupIds=list(security_groups),
+            DBSubnetGroupName=subnet_group,
+            BackupRetentionPeriod=7,
+            Tags=[{"Key": "service", "Value": "sandbox"}],
+        )
+        for number in range(1, instances + 1):
+            self.client().create_db_instance(
+                DBInstanceIdentifier=f"{cluster_id}-{number}",
+                DBClusterIdentifier=cluster_id,
+                Engine=engine,
+                DBInstanceClass=instance_class,
+                PubliclyAccessible=False,
+                Tags=[{"Key": "service", "Value": "sandbox"}],
+            )
+        cluster = self.cluster(cluster_id)
+        assert cluster is not None
+        return cluster
+
+    def create_cluster_snapshot(self, snapshot_id: str, from_cluster: str) -> dict[str, Any]:
+        answer = self.client().create_db_cluster_snapshot(
+            DBClusterSnapshotIdentifier=snapshot_id, DBClusterIdentifier=from_cluster
+        )
+        return dict(answer["DBClusterSnapshot"])
+
+    def cluster(self, cluster_id: str) -> dict[str, Any] | None:
+        """The DB cluster as RDS describes it, or None if there is none by that name."""
+        found = self.client().describe_db_clusters()["DBClusters"]
+        return next((dict(item) for item in found if item["DBClusterIdentifier"] == cluster_id), None)
+
+    def cluster_ids(self) -> list[str]:
+        return sorted(item["DBClusterIdentifier"] for item in self.client().describe_db_clusters()["DBClusters"])
 
     def instance(self, instance_id: str) -> dict[str, Any] | None:
         """The instance as RDS describes it, or None if there is none by that name."""

@@ -273,9 +273,10 @@ def test_refused_credentials_and_missing_permissions_are_told_apart() -> None:
 # --- waiting: a scripted stand-in for AWS -------------------------------------------------------------
 #
 # moto cannot show an instance "creating" for a while and then "available", or one that ends "failed":
-# its instances are available the moment they exist. This test double plays only describe_db_instances,
+# its instances are available the moment they exist. This test double plays describe_db_instances,
 # returning one scripted status per call, for an instance this run already created (the retry path, so
-# no other API is needed); a fake clock makes the three-hour timeout instant.
+# no other API is needed but describe_db_snapshots, which finds an instance snapshot: no Aurora lookup);
+# a fake clock makes the three-hour timeout instant.
 
 
 class _ScriptedRds:
@@ -283,6 +284,9 @@ class _ScriptedRds:
         self.statuses = statuses  # None: the instance no longer exists
         self.calls = 0
         self.run_id = run_id
+
+    def describe_db_snapshots(self, *, DBSnapshotIdentifier: str) -> dict[str, Any]:
+        return {"DBSnapshots": [{"DBSnapshotIdentifier": DBSnapshotIdentifier, "Status": "available"}]}
 
     def describe_db_instances(self, *, DBInstanceIdentifier: str) -> dict[str, Any]:
         status = self.statuses[min(self.calls, len(self.statuses) - 1)]

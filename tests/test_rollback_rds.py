@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
+from bot.engine.outcomes import DatabaseOutcome
 from bot.services import Services
 from sandbox.aws import CONFLICTING_ENV, MotoRds
 from sandbox.scenario import Incident, database_contents
@@ -98,3 +99,63 @@ def test_the_new_instance_lands_in_the_old_ones_network(aws: MotoRds, incident: 
     groups = [g["VpcSecurityGroupId"] for g in new["VpcSecurityGroups"]]
     assert groups == [g["VpcSecurityGroupId"] for g in before["VpcSecurityGroups"]] == ["sg-0app1234"]
     assert new["MultiAZ"] is True
+
+
+AURORA_TABLE = """
+[environments.prod.rds]
+region = "us-east-1"
+snapshot_id = "prod-aurora-20231201"
+restore_instance_id = "prod-restore-new"
+source_instance_id = "prod-aurora"
+"""
+
+
+@pytest.fixture
+def aurora(aws: MotoRds) -> MotoRds:
+    """Production on Aurora: a cluster with its writer, and a snapshot of the cluster."""
+    aws.create_source_cluster("prod-aurora")
+    aws.create_cluster_snapshot("prod-aurora-20231201", from_cluster="prod-aurora")
+    return aws
+
+
+@pytest.mark.incident_config(extra_env=AURORA_TABLE)
+def test_an_aurora_snapshot_restores_a_new_cluster_and_says_its_endpoint(
+    aurora: MotoRds, incident: Incident, services: Services, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source_members = aurora.cluster("prod-aurora")["DBClusterMembers"]  # type: ignore[index]
+    assert main(["run", "prod", "--force", "--db", "rds-snapshot", "--config", str(incident.config_path)]) == 0
+    out = capsys.readouterr().out
+    cluster = aurora.cluster("prod-restore-new")
+    assert cluster is not None and cluster["Status"] == "available"
+    assert [m["DBInstanceIdentifier"] for m in cluster["DBClusterMembers"]] == ["prod-restore-new-instance-1"]
+    endpoint = cluster["Endpoint"]
+    assert f"NEW Aurora cluster prod-restore-new with instance prod-restore-new-instance-1: endpoint {endpoint}" in out
+    assert f"Update the DATABASE_URL environment variable to {endpoint}:5432" in out  # the cluster's, in the checklist
+    assert aurora.cluster("prod-aurora")["DBClusterMembers"] == source_members  # type: ignore[index]
+
+    run = services.store.list_runs()[0]
+    assert run.status == "succeeded"
+    step = next(s for s in services.store.steps(run.id) if s.name == "database")
+    outcome = DatabaseOutcome.from_details(step.details)
+    assert (outcome.cluster, outcome.instance, outcome.endpoint) == (
+        "prod-restore-new",
+        "prod-restore-new-instance-1",
+        f"{endpoint}:5432",
+    )
+    assert outcome.reader_endpoint == f"{cluster['ReaderEndpoint']}:5432"
+    assert aurora.cluster_ids() == ["prod-aurora", "prod-restore-new"]
+
+
+@pytest.mark.incident_config(extra_env=AURORA_TABLE)
+def test_an_aurora_point_in_time_restore(
+    aurora: MotoRds, incident: Incident, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        main(["run", "prod", "--force", "--db", "rds-pitr", "--code", "none", "--config", str(incident.config_path)])
+        == 0
+    )
+    cluster = aurora.cluster("prod-restore-new")
+    assert cluster is not None and cluster["DBSubnetGroup"] == "app-subnets"
+    assert (
+        "prod-aurora at its latest restorable time into NEW Aurora cluster prod-restore-new" in capsys.readouterr().out
+    )

@@ -6,6 +6,8 @@ profile not logged in, an expired session, an IAM role missing one action.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from botocore.exceptions import (
     ClientError,
     CredentialRetrievalError,
@@ -37,7 +39,9 @@ _CREDENTIALS_HINT = (
 )
 _PERMISSIONS_HINT = (
     "the bot's IAM identity needs rds:DescribeDBInstances, rds:DescribeDBSnapshots, "
-    "rds:RestoreDBInstanceFromDBSnapshot, rds:RestoreDBInstanceToPointInTime and rds:AddTagsToResource"
+    "rds:RestoreDBInstanceFromDBSnapshot, rds:RestoreDBInstanceToPointInTime and rds:AddTagsToResource; "
+    "for Aurora also rds:DescribeDBClusters, rds:DescribeDBClusterSnapshots, rds:RestoreDBClusterFromSnapshot, "
+    "rds:RestoreDBClusterToPointInTime and rds:CreateDBInstance"
 )
 
 
@@ -73,3 +77,78 @@ def translate(error: Exception, what: str) -> RdsError:
             hint="check the network, and AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_RDS if they are set",
         )
     return RdsError(f"{what} failed: {detail}")
+
+
+# --- what exists, in words: shared by instance and Aurora cluster restores ------------------------------
+
+_Kind = Literal["instance", "cluster"]
+_RENAME = "set another restore_instance_id"
+
+
+def label(kind: _Kind) -> str:
+    return "Aurora cluster" if kind == "cluster" else "RDS instance"
+
+
+def delete_command(kind: _Kind, name: str) -> str:
+    if kind == "cluster":
+        return (
+            f"`aws rds delete-db-instance --db-instance-identifier <each of its instances> --skip-final-snapshot`, "
+            f"then `aws rds delete-db-cluster --db-cluster-identifier {name} --skip-final-snapshot`"
+        )
+    return f"`aws rds delete-db-instance --db-instance-identifier {name} --skip-final-snapshot`"
+
+
+def _ids(kind: _Kind, name: str, **more: str) -> dict[str, str]:
+    return {f"{kind}_id": name, **more}
+
+
+def not_ours(kind: _Kind, name: str, status: str) -> RdsError:
+    return RdsError(
+        f"an {label(kind)} named {name} already exists (state '{status}') and was not created by rollback-bot",
+        hint=f"RDS restores into a NEW {kind}: set restore_instance_id in [environments.<env>.rds] to a name that "
+        "is not in use",
+        details=_ids(kind, name, status=status),
+    )
+
+
+def another_run(kind: _Kind, name: str, owner: str) -> RdsError:
+    return RdsError(
+        f"{label(kind)} {name} already exists: rollback-bot created it for another run ({owner})",
+        hint=f"it may be the live database now: {_RENAME}, or delete it if nothing uses it",
+        details=_ids(kind, name, run_id=owner),
+    )
+
+
+def other_source(kind: _Kind, name: str, key: str, found: str, wanted: str) -> RdsError:
+    return RdsError(
+        f"{label(kind)} {name} was restored by rollback-bot from {key.split(':')[-1]} {found}, not {wanted}",
+        hint=f"{_RENAME}, or delete it ({delete_command(kind, name)})",
+        details=_ids(kind, name, **{key: found}),
+    )
+
+
+def failed(kind: _Kind, name: str, status: str) -> RdsError:
+    return RdsError(
+        f"{label(kind)} {name} exists but is in state '{status}': the restore did not complete; "
+        f"the live database {kind} was not touched",
+        hint=f"see its events in the RDS console, then delete it ({delete_command(kind, name)}) before retrying, "
+        "or set another restore_instance_id",
+        details=_ids(kind, name, status=status),
+    )
+
+
+def disappeared(kind: _Kind, name: str) -> RdsError:
+    return RdsError(
+        f"{label(kind)} {name} disappeared while it was being restored",
+        hint="someone deleted it, or it failed and RDS removed it; retry this step to restore again",
+    )
+
+
+def still_waiting(kind: _Kind, name: str, status: str, waited: str) -> RdsError:
+    return RdsError(
+        f"{label(kind)} {name} is still '{status}' after {waited}: it exists and AWS is still working on it; "
+        f"the live database {kind} was not touched",
+        hint=f"retry this step to keep waiting (it will not create a second {kind}), or delete it "
+        f"({delete_command(kind, name)}) to give up on this restore",
+        details=_ids(kind, name, status=status),
+    )
