@@ -5,6 +5,10 @@ so `rollback-bot check-config` can list them all and nothing downstream ever see
 Relative paths (store, backup_dir, work_dir, repo, dump) are resolved against the config file's folder, so
 the bot behaves the same whatever directory it is started from. `backup_dir` may instead be
 `s3://bucket/prefix`, so a restore point taken on one machine (a CI runner) can be restored on another.
+
+Size: every table of rollback.toml, the checks across tables (break-glass must open before a plan
+expires) and the translation of pydantic's errors into check-config's words live in one module, so a key
+and what check-config says about it are read together.
 """
 
 from __future__ import annotations
@@ -144,11 +148,14 @@ class DatabaseSettings(_Strict):
 
 
 class RdsSettings(_Strict):
+    # Aurora is read from AWS, not configured: a DB cluster snapshot as snapshot_id, or a DB cluster (or one of
+    # its instances) as source_instance_id, restores a NEW cluster named restore_instance_id and its instance
+    # <restore_instance_id>-instance-1 (bot/backends/rds_cluster.py).
     region: str | None = None
-    snapshot_id: str | None = None
-    restore_instance_id: str | None = None
-    source_instance_id: str | None = None  # for rds-pitr
-    instance_class: str | None = None
+    snapshot_id: str | None = None  # a DB snapshot, or an Aurora DB cluster snapshot
+    restore_instance_id: str | None = None  # the NEW instance (Aurora: the NEW cluster)
+    source_instance_id: str | None = None  # for rds-pitr: a DB instance, or an Aurora DB cluster
+    instance_class: str | None = None  # default: the source's (Aurora: its writer instance's)
 
 
 class FlagSettings(_Strict):
@@ -195,12 +202,26 @@ class EnvironmentSettings(_Strict):
     requesters: list[str] = Field(default_factory=list)
     approvers: list[str] = Field(default_factory=list)
     two_person: bool = True
+    # Break-glass: these people (user IDs, by name: never a group) may run their own rollback alone, with a
+    # typed justification, once no approver has confirmed it for break_glass_after; empty = never. The review
+    # an approver must sign off afterwards is reminded every break_glass_remind_every (bot/engine/handover.py).
+    break_glass: list[str] = Field(default_factory=list)
+    break_glass_after: Duration = timedelta(minutes=10)
+    break_glass_remind_every: Duration = timedelta(minutes=15)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     rds: RdsSettings | None = None
     flags: list[FlagSettings] = Field(default_factory=list)
     health: list[HealthSettings] = Field(default_factory=list)
 
     _ids = field_validator("requesters", "approvers")(_slack_ids)
+
+    @field_validator("break_glass")
+    @classmethod
+    def _people(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not re.match(r"^[UW][A-Z0-9]{2,}$", value):
+                raise ValueError(f"{value!r} is not a Slack user ID (U…/W…): break-glass is granted to people by name")
+        return values
 
     @model_validator(mode="after")
     def _consistent(self) -> EnvironmentSettings:
@@ -226,6 +247,19 @@ class Settings(_Strict):
             if not _ENV_NAME.match(name):
                 raise ValueError(f"environment name {name!r} must be letters, digits, '-' or '_'")
         return value
+
+    @model_validator(mode="after")
+    def _break_glass_opens_before_the_plan_expires(self) -> Settings:
+        expires = self.bot.plan_expires_after
+        for name, env in self.environments.items():
+            if env.break_glass and env.break_glass_after >= expires:
+                from bot.format import duration
+
+                raise ValueError(
+                    f"environments.{name}.break_glass_after ({duration(env.break_glass_after)}) is not shorter than "
+                    f"bot.plan_expires_after ({duration(expires)}): plans would expire before break-glass opens"
+                )
+        return self
 
 
 @dataclass(frozen=True)

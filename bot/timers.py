@@ -38,6 +38,8 @@ class TimerKind(StrEnum):
     PLAN_EXPIRY = "plan_expiry"
     STAKEHOLDER_UPDATE = "stakeholder_update"
     CHECKLIST_REMINDER = "checklist_reminder"
+    BREAK_GLASS_OPEN = "break_glass_open"  # no approver answered in time: offer break-glass on the plan
+    BREAK_GLASS_REVIEW = "break_glass_review"  # periodic, until an approver signs the break-glass review off
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Buttons: confirm, cancel, edit, retry / skip / abort, undo flags, checklist done.
+"""Buttons: confirm, cancel, edit, retry / skip / abort, undo flags, checklist done, and the three that open
+a modal for when people are gone: break glass, take over, break lock.
 
 Each listener reads ack → parse → engine (or hand off) → render. The button's run was loaded and the
 act allowed by the engine in its guard (handlers.guards) before the listener runs; a refusal was
@@ -12,14 +13,25 @@ from typing import Any
 
 from slack_bolt import Ack, App, BoltContext
 
-from bot.engine import lifecycle
+from bot.engine import break_glass, handover, lifecycle
 from bot.engine.approval import risky_choices
 from bot.engine.lifecycle import Act, Decision
 from bot.engine.plan import Plan
-from handlers import blocks
+from handlers import blocks, blocks_handover
 from handlers.background import RUN_HINT, approve_and_start, cancel_plan, notify_checklist, put_flags_back, resume
+from handlers.blocks_kit import esc, mention
 from handlers.context import SlackContext
-from handlers.guards import allowed, approvable, checklist_item, editable, on_click, target
+from handlers.guards import (
+    allowed,
+    approvable,
+    break_glassable,
+    checklist_item,
+    editable,
+    lock_breakable,
+    on_click,
+    takeable,
+    target,
+)
 from handlers.ids import Action, run_value
 
 
@@ -84,10 +96,55 @@ def register(app: App, ctx: SlackContext) -> None:
     def checklist_done(ack: Ack, context: BoltContext) -> None:
         ack()
         click = target(context)
-        if not lifecycle.complete_checklist_item(ctx.services, click.run.id, click.key, actor=ctx.actor(click.user)):
+        # The break-glass review is signed off (audited, its reminders stop); any other item is ticked.
+        if not break_glass.complete_checklist_item(ctx.services, click.run.id, click.key, actor=ctx.actor(click.user)):
             click.reply.say("That item was already done.")
             return
         ctx.submit(notify_checklist, ctx, click.run.id)
+
+    @app.action(Action.BREAK_GLASS.value, middleware=[on_click(ctx, break_glassable)])
+    def open_break_glass(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
+        ack()
+        click = target(context)
+        modal = blocks_handover.break_glass_modal(
+            env=click.run.env,
+            risks=risky_choices(Plan.from_dict(click.run.plan)),
+            private_metadata=run_value(click.run.id, click.key),
+        )
+        ctx.open_modal(trigger_id=body["trigger_id"], view=modal, reply=click.reply)
+
+    @app.action(Action.TAKE_OVER.value, middleware=[on_click(ctx, takeable)])
+    def open_take_over(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
+        ack()
+        click = target(context)
+        status = lifecycle.view(ctx.services, click.run.id).status
+        lock = ctx.services.store.lock_for(click.run.env)
+        holder = mention(lock.holder if lock else click.run.requested_by)
+        text = (
+            f"Run `{esc(click.run.id)}` of *{esc(click.run.env)}* is *{status}* and waits for {holder}. "
+            "Taking it over makes it yours: the lock is held in your name, and you retry, skip or abort it next."
+        )
+        modal = blocks_handover.reason_modal(
+            kind="take_over", text=text, private_metadata=run_value(click.run.id, click.key)
+        )
+        ctx.open_modal(trigger_id=body["trigger_id"], view=modal, reply=click.reply)
+
+    @app.action(Action.BREAK_LOCK.value, middleware=[on_click(ctx, lock_breakable)])
+    def open_break_lock(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
+        ack()
+        click = target(context)
+        lock = ctx.services.store.lock_for(click.run.env)
+        why = handover.holder_gone(ctx.services, lock)[1] if lock else "it was released meanwhile"
+        text = (
+            f"The lock of *{esc(click.run.env)}* is held by run `{esc(click.key)}` "
+            f"({mention(lock.holder if lock else None)}): {esc(why)}.\nBreaking it frees {esc(click.run.env)} for "
+            "a new rollback. A failed or interrupted holder is aborted first (a half-done database swap is "
+            "repaired, as an abort does); what it already did stays as it is."
+        )
+        modal = blocks_handover.reason_modal(
+            kind="break_lock", text=text, private_metadata=run_value(click.run.id, click.key)
+        )
+        ctx.open_modal(trigger_id=body["trigger_id"], view=modal, reply=click.reply)
 
 
 MOVES = {Decision.RETRY: Action.RETRY, Decision.SKIP: Action.SKIP, Decision.ABORT: Action.ABORT}

@@ -3,7 +3,8 @@
 Every button on a run's messages carries the run (and the plan it was shown for, or the checklist
 item) in its value; the typed-confirmation modal carries them in private_metadata. `on_click(ctx,
 check)` and `on_submit(ctx, check, field=…)` parse that, load the run and let the engine decide
-whether this person may do this act now (`lifecycle.check_can_approve` / `lifecycle.authorize`).
+whether this person may do this act now (`lifecycle.check_can_approve` / `lifecycle.authorize`, and the
+break-glass and hand-over checks of bot.engine.break_glass / bot.engine.handover).
 The listener then finds a `Target` in `context["target"]` and only acts and renders. A refusal is
 answered here, once, through handlers.errors: the click is acked and the person told ephemerally; a
 modal gets Slack's `errors` response under `field`. The listener never runs.
@@ -20,7 +21,7 @@ from typing import Any
 from slack_bolt import Ack, BoltContext, BoltResponse
 from slack_sdk import WebClient
 
-from bot.engine import lifecycle
+from bot.engine import break_glass, handover, lifecycle
 from bot.engine.lifecycle import Act, Actor
 from bot.errors import NotAllowed, RollbackError
 from bot.store import RunRecord
@@ -82,9 +83,42 @@ def editable(ctx: SlackContext, actor: Actor, value: str) -> tuple[RunRecord, st
 
 
 def checklist_item(ctx: SlackContext, actor: Actor, value: str) -> tuple[RunRecord, str]:
-    """Done: anyone in the channel may tick an item of a run that exists."""
+    """Done: anyone in the channel may tick an item of a run that exists; the break-glass review only an
+    approver other than the person who broke the glass (the engine's `check_can_tick`)."""
     run_id, item_id = parse_checklist_value(value)
-    return ctx.services.store.get_run(run_id), item_id
+    return break_glass.check_can_tick(ctx.services, run_id, item_id, actor=actor), item_id
+
+
+def break_glassable(ctx: SlackContext, actor: Actor, value: str) -> tuple[RunRecord, str]:
+    """Break glass: the requester, listed in break_glass, on this exact plan, once break_glass_after has passed."""
+    run_id, plan_hash = parse_run_value(value)
+    return break_glass.check_can_break_glass(ctx.services, run_id, actor=actor, plan_hash=plan_hash), plan_hash
+
+
+def takeable(ctx: SlackContext, actor: Actor, value: str) -> tuple[RunRecord, str]:
+    """Take over: an approver, on a failed or interrupted run held by someone else."""
+    run_id, plan_hash = parse_run_value(value)
+    record = ctx.services.store.get_run(run_id)
+    if plan_hash != record.plan_hash:
+        raise NotAllowed("this button belongs to another plan")
+    handover.check_can_take_over(ctx.services, run_id, actor=actor)
+    return record, plan_hash
+
+
+def lock_breakable(ctx: SlackContext, actor: Actor, value: str) -> tuple[RunRecord, str]:
+    """Break lock (the button, on a refused plan): an approver, and the lock's holder gone. Key: the holding run."""
+    run_id, _plan_hash = parse_run_value(value)
+    record = ctx.services.store.get_run(run_id)
+    lock, _why = handover.check_can_break_lock(ctx.services, record.env, actor=actor)
+    return record, lock.run_id
+
+
+def lock_still_breakable(ctx: SlackContext, actor: Actor, value: str) -> tuple[RunRecord, str]:
+    """Break lock (the modal): as the button, and the lock still held by the run the modal was opened for."""
+    run_id, holder_run = parse_run_value(value)
+    record = ctx.services.store.get_run(run_id)
+    handover.check_can_break_lock(ctx.services, record.env, actor=actor, run_id=holder_run)
+    return record, holder_run
 
 
 # --- the middleware -----------------------------------------------------------------------------------------

@@ -14,11 +14,17 @@ class Action(StrEnum):
     ABORT = "rollback_abort"
     UNDO_FLAGS = "rollback_undo_flags"
     CHECKLIST_DONE = "checklist_done"  # one per item: f"{CHECKLIST_DONE}:{item_id}" keeps action_ids unique
+    BREAK_GLASS = "rollback_break_glass"  # on a plan nobody confirmed in time: run it alone (opens a modal)
+    TAKE_OVER = "rollback_take_over"  # on a failed or interrupted run: make it yours (opens a modal)
+    BREAK_LOCK = "rollback_break_lock"  # on a plan refused for the lock: free the environment (opens a modal)
 
 
 class View(StrEnum):
     OPTIONS = "rollback_options"  # pick environment and options (from `/rollback` alone, or Edit)
     TYPED_CONFIRMATION = "rollback_typed_confirmation"  # type the environment name for risky plans
+    BREAK_GLASS = "rollback_break_glass"  # the justification, and the environment's name
+    TAKE_OVER = "rollback_take_over"  # the reason
+    BREAK_LOCK = "rollback_break_lock"  # the reason
 
 
 class Field(StrEnum):
@@ -30,6 +36,8 @@ class Field(StrEnum):
     DB = "db"
     OPTIONS = "options"  # checkboxes: no-flags, dry-run
     TYPED_ENV = "typed_env"
+    JUSTIFICATION = "justification"  # break-glass
+    REASON = "reason"  # take over, break a lock
 
 
 class Choice(StrEnum):
@@ -47,6 +55,7 @@ class Block(StrEnum):
 
     PLAN_ACTIONS = "plan_actions"
     FAILURE_ACTIONS = "failure_actions"
+    LOCK_ACTIONS = "lock_actions"  # Break lock…, on a plan refused because the environment is locked
 
 
 def checklist_action(item_id: str) -> str:

@@ -15,6 +15,7 @@ from bot.engine.plan import Plan
 from bot.engine.story import NoticeKind
 from bot.store import ChecklistRecord, now, parse_iso
 from handlers import blocks
+from handlers import blocks_handover as handover
 from handlers.blocks_kit import Block
 
 Rendered = tuple[str, list[Block]]
@@ -31,14 +32,15 @@ def _items(rows: list[dict[str, Any]]) -> list[ChecklistRecord]:
 def _plan(p: dict[str, Any]) -> Rendered:
     plan = Plan.from_dict(p["plan"])
     expires = parse_iso(p["expires_at"]) or now()
-    return blocks.plan_text_fallback(plan), blocks.plan_blocks(
-        run_id=p["run_id"], plan=plan, now=_at(p), expires_at=expires
-    )
+    shown = blocks.plan_blocks(run_id=p["run_id"], plan=plan, now=_at(p), expires_at=expires)
+    if p.get("break_glass_open"):  # no approver answered in time (bot.engine.break_glass)
+        shown = handover.with_break_glass(shown, run_id=p["run_id"], plan_hash=plan.hash, requester=plan.requested_by)
+    return blocks.plan_text_fallback(plan), shown
 
 
 def _header(p: dict[str, Any]) -> Rendered:
     plan = Plan.from_dict(p["plan"])
-    return f"Rollback of {plan.env}: {p['status']}", blocks.status_header_blocks(
+    shown = blocks.status_header_blocks(
         run_id=p["run_id"],
         plan=plan,
         status=p["status"],
@@ -46,6 +48,10 @@ def _header(p: dict[str, Any]) -> Rendered:
         requested_by=p["requested_by"],
         detail=p.get("detail", ""),
     )
+    shown = handover.header_notes(shown, break_glass=p.get("break_glass"), taken_over=p.get("taken_over"))
+    if p["status"] == "refused" and not p.get("lock_broken"):  # refused only because another run held the lock
+        shown = handover.with_break_lock(shown, run_id=p["run_id"], plan_hash=plan.hash)
+    return f"Rollback of {plan.env}: {p['status']}", shown
 
 
 def _step(p: dict[str, Any]) -> Rendered:
@@ -67,9 +73,10 @@ def _step(p: dict[str, Any]) -> Rendered:
 
 def _failure(p: dict[str, Any]) -> Rendered:
     event = failed_from_payload(p["event"])
-    return f"❌ {event.title} failed: {event.error}", blocks.failure_blocks(
-        run_id=p["run_id"], plan_hash=p["plan_hash"], event=event
-    )
+    shown = blocks.failure_blocks(run_id=p["run_id"], plan_hash=p["plan_hash"], event=event)
+    if event.next_moves:  # the run waits for a decision: if its requester is gone, an approver takes it over
+        shown = handover.with_take_over(shown, run_id=p["run_id"], plan_hash=p["plan_hash"])
+    return f"❌ {event.title} failed: {event.error}", shown
 
 
 def _finished(p: dict[str, Any]) -> Rendered:
@@ -116,6 +123,45 @@ def _snapshot(p: dict[str, Any]) -> Rendered:
     return text, blocks.ephemeral_text_blocks(text)
 
 
+def _break_glass_open(p: dict[str, Any]) -> Rendered:
+    shown = handover.break_glass_open_blocks(
+        requester=p["requested_by"],
+        approvers=p.get("approvers", []),
+        after=timedelta(seconds=p.get("after_s") or 0),
+        expires_at=_at(p, "expires_at"),
+    )
+    return "No approver has confirmed the plan: break-glass is open", shown
+
+
+def _break_glass(p: dict[str, Any]) -> Rendered:
+    shown = handover.break_glass_blocks(
+        audience=p.get("audience", "team"),
+        env=p["env"],
+        by=p.get("by"),
+        justification=p.get("justification", ""),
+        after=timedelta(seconds=p.get("after_s") or 0),
+        remind_every=timedelta(seconds=p.get("remind_every_s") or 0),
+        contacts=p.get("contacts", []),
+        run_id=p["run_id"],
+        at=_at(p),
+    )
+    return f"🚨 Break glass: rollback of {p['env']} without an approver", shown
+
+
+def _review_reminder(p: dict[str, Any]) -> Rendered:
+    shown = handover.review_reminder_blocks(
+        run_id=p["run_id"],
+        item_id=p["item_id"],
+        env=p["env"],
+        by=p.get("by"),
+        justification=p.get("justification", ""),
+        since=parse_iso(p.get("since")),
+        approvers=p.get("approvers", []),
+        contacts=p.get("contacts", []),
+    )
+    return f"🔔 The break-glass rollback of {p['env']} still needs an approver's review", shown
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any]], Rendered]] = {
     NoticeKind.PLAN: _plan,
     NoticeKind.HEADER: _header,
@@ -127,6 +173,10 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], Rendered]] = {
     NoticeKind.STAKEHOLDER: _stakeholder,
     NoticeKind.REMINDER: _reminder,
     NoticeKind.SNAPSHOT: _snapshot,
+    NoticeKind.BREAK_GLASS_OPEN: _break_glass_open,
+    NoticeKind.BREAK_GLASS: _break_glass,
+    NoticeKind.REVIEW_REMINDER: _review_reminder,
+    NoticeKind.HANDOVER: handover.handover_note_blocks,
 }
 
 

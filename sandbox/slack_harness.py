@@ -119,6 +119,22 @@ class SlackWorkspace:
             self.settle()
         return response
 
+    def fill_modal(
+        self, user: str, callback_id: str, fields: dict[str, str], *, settle: bool = True
+    ) -> requests.Response:
+        """`user` types `fields` (block_id = action_id → text) into the modal `callback_id` they have open, and
+        submits. The response is the app's answer: `{"response_action": "errors", …}` keeps the modal open."""
+        modal = self.api.open_view_for(user, callback_id=callback_id)
+        if modal is None:
+            raise LookupError(f"no {callback_id} modal is open for {user}")
+        state = {field: {field: {"type": "plain_text_input", "value": text}} for field, text in fields.items()}
+        response = self.slack.view_submission(
+            user_id=user, callback_id=callback_id, view_id=modal.id, state_values=state
+        )
+        if settle:
+            self.settle()
+        return response
+
     def latest(self, channel: str = INCIDENT) -> StoredMessage:
         return self.api.messages(channel)[-1]
 

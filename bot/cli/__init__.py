@@ -61,6 +61,26 @@ def _parser() -> argparse.ArgumentParser:
     _channel_option(abort)
     undo = command("undo-flags", "put the flags a run turned off back as they were before it")
     undo.add_argument("run_id", metavar="RUN_ID")
+    glass = command("break-glass", "run a plan nobody approved in time alone (only people in ENV's break_glass)")
+    glass.add_argument("run_id", metavar="RUN_ID")
+    glass.add_argument(
+        "--justification",
+        required=True,
+        help="why it cannot wait for an approver: audited, and posted in the channel and the stakeholder channels",
+    )
+    _as_option(glass, "the Slack user ID breaking the glass: the plan's requester, listed in break_glass")
+    _channel_option(glass)
+    takeover = command("takeover", "make a failed or interrupted run yours (its requester is gone)")
+    takeover.add_argument("run_id", metavar="RUN_ID")
+    takeover.add_argument("--reason", required=True, help="why: it goes into the audit trail and the run's thread")
+    _as_option(takeover, "who takes it over (default: user@host)")
+    break_lock = command("break-lock", "free ENV whose lock holder is gone (a failed or interrupted holder is aborted)")
+    break_lock.add_argument("env", metavar="ENV")
+    break_lock.add_argument("--reason", required=True, help="why: it goes into the audit trail and the run's thread")
+    _as_option(break_lock, "who breaks it (default: user@host)")
+    sign_off = command("sign-off", "sign off the review of a break-glass rollback (never by who broke the glass)")
+    sign_off.add_argument("run_id", metavar="RUN_ID")
+    _as_option(sign_off, "who signs it off (default: user@host)")
     command("status", "what is running or waiting now")
     history = command("history", "recent rollbacks")
     history.add_argument("--env")
@@ -75,6 +95,10 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--dir", default="demo-sandbox", help="where to build the sandbox")
     demo.add_argument("--terminal", action="store_true", help="drive the terminal flow instead of Slack")
     return parser
+
+
+def _as_option(sub: argparse.ArgumentParser, text: str) -> None:
+    sub.add_argument("--as", dest="actor", metavar="USER", help=text)
 
 
 def _channel_option(sub: argparse.ArgumentParser) -> None:

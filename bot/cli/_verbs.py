@@ -19,7 +19,7 @@ from bot.engine.events import Reporter
 from bot.engine.lifecycle import Actor
 from bot.engine.plan import Plan, RollbackRequest
 from bot.engine.restore_points import take_snapshot
-from bot.engine.story import RunStory, snapshot_notice
+from bot.engine.story import RunStory, checklist_notice, snapshot_notice
 from bot.errors import BadRequest, ConfigError, RollbackError
 from bot.outbox import Outbox
 from bot.process_identity import current_process, terminal_user
@@ -94,6 +94,8 @@ def _engine_command(services: Services, args: argparse.Namespace) -> int:
         reporters: list[Reporter] = [reporter, *_story(services, args.run_id, channel=args.channel)]
         record = lifecycle.resume(services, args.run_id, decision=decision, actor=me, reporters=reporters)
         return _exit_code(record.status, ok=("succeeded", "aborted"))
+    if command in ("break-glass", "takeover", "break-lock", "sign-off"):
+        return _when_people_are_gone(services, args, actor=me, reporter=reporter)
     if command == "undo-flags":
         print("\n".join(lifecycle.undo_flags(services, args.run_id, actor=me)))
         return 0
@@ -123,6 +125,47 @@ def _engine_command(services: Services, args: argparse.Namespace) -> int:
             print(f"(told {args.channel} through the outbox)")
         return 0
     raise BadRequest(f"unknown command {command!r}")
+
+
+def _when_people_are_gone(
+    services: Services, args: argparse.Namespace, *, actor: Actor, reporter: TerminalReporter
+) -> int:
+    """break-glass, takeover, break-lock, sign-off: the same engine rules as the Slack buttons."""
+    from bot.engine import break_glass, handover
+
+    if args.command == "break-glass":
+        record = services.store.get_run(args.run_id)
+        break_glass.break_glass(
+            services, record.id, actor=actor, plan_hash=record.plan_hash, justification=args.justification
+        )
+        print(f"Break glass: {record.id} approved by {actor.id} alone; the channel and stakeholders are told.")
+        reporters: list[Reporter] = [reporter, *_story(services, record.id, channel=args.channel)]
+        with _timers_while_running(services, enabled=bool(reporters[1:])):
+            result = lifecycle.start(services, record.id, actor=actor, reporters=reporters)
+        if result.status == "failed":
+            print(f"\nThe run is waiting: rollback-bot resume {record.id} --retry | --skip | --abort", file=sys.stderr)
+        return _exit_code(result.status, ok=("succeeded",))
+    if args.command == "takeover":
+        record = handover.take_over(services, args.run_id, actor=actor, reason=args.reason)
+        previous = record.meta.get("taken_over", {}).get("from", "?")
+        print(f"Run {record.id} of {record.env} is yours now (it was {previous}'s); the lock is held in your name.")
+        print(f"Next: rollback-bot resume {record.id} --retry | --skip | --abort")
+        return 0
+    if args.command == "break-lock":
+        print("\n".join(handover.break_lock(services, args.env, actor=actor, reason=args.reason, reporters=[reporter])))
+        return 0
+    if not break_glass.complete_checklist_item(services, args.run_id, break_glass.REVIEW_ITEM, actor=actor):
+        item = next((i for i in services.store.checklist(args.run_id) if i.item_id == break_glass.REVIEW_ITEM), None)
+        if item is None:
+            raise BadRequest(f"run {args.run_id} was not a break-glass rollback: there is no review to sign off")
+        print(f"Already signed off by {item.done_by}.")
+        return 0
+    record = services.store.get_run(args.run_id)
+    shown = checklist_notice(record, services.store.checklist(record.id))
+    if shown is not None and lifecycle.RunStatus(record.status).ended:  # its checklist message is in the thread
+        Outbox(services.store).enqueue(shown)
+    print(f"Signed off the review of the break-glass rollback {record.id}.")
+    return 0
 
 
 def _story(services: Services, run_id: str, *, channel: str | None) -> list[Reporter]:

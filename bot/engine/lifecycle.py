@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.backends.base import FlagState
 from bot.engine import run as executor
-from bot.engine.approval import check_approval, check_requester, is_listed
+from bot.engine.approval import check_approval, check_break_glass, check_requester, is_approver
 from bot.engine.events import Reporter, RunStarted, StepProgress, emit
 from bot.engine.outcomes import FlagsOutcome
 from bot.engine.plan import Plan, RollbackRequest
@@ -85,12 +85,19 @@ def authorize(services: Services, record: RunRecord, *, actor: Actor, act: Act) 
     """Raise NotAllowed naming why `actor` may not `act` on this run; return if they may.
 
     A terminal user is trusted: whoever can run the CLI against production already holds its
-    credentials, and the terminal is the way in when Slack is down. The audit trail names them.
+    credentials, and the terminal is the way in when Slack is down. The audit trail names them. Two rules
+    hold for everyone: break-glass follows the environment's list and wait (bot.engine.break_glass), and
+    whoever broke the glass never signs off its review.
     """
+    if act is Act.BREAK_GLASS:  # the environment's own rules, whatever the front end (the terminal names a user)
+        check_break_glass(services.config.environment(record.env), run=record, user=actor.id, now=now())
+        return
+    if act is Act.SIGN_OFF and actor.id == record.meta.get("break_glass", {}).get("by"):
+        raise NotAllowed("whoever broke the glass cannot review their own rollback", hint="ask an approver")
     if actor.via in ("terminal", "bot"):
         return
     settings = services.config.environment(record.env)
-    approver = not settings.approvers or is_listed(actor.id, settings.approvers, actor.members_of)
+    approver = is_approver(settings, actor.id, actor.members_of)
     if act is Act.CANCEL:
         if actor.id != record.requested_by and not approver:
             raise NotAllowed("only the requester or an approver can cancel this plan")
@@ -102,6 +109,9 @@ def authorize(services: Services, record: RunRecord, *, actor: Actor, act: Act) 
             Act.SKIP: "skip a failed step",
             Act.ABORT: "abort a failed rollback",
             Act.UNDO_FLAGS: "put flags back",
+            Act.TAKE_OVER: "take over a rollback",
+            Act.BREAK_LOCK: "break its lock",
+            Act.SIGN_OFF: "sign off a break-glass rollback",
         }[act]
         raise NotAllowed(
             f"only approvers of {record.env} can {doing}",

@@ -57,6 +57,11 @@ class Act(StrEnum):
     SKIP = "skip"
     ABORT = "abort"
     UNDO_FLAGS = "undo_flags"
+    # When people are gone (bot/engine/handover.py, bot/engine/break_glass.py)
+    BREAK_GLASS = "break_glass"  # run your own plan alone once no approver answered in time
+    TAKE_OVER = "take_over"  # make a failed or interrupted run yours (its requester is gone)
+    BREAK_LOCK = "break_lock"  # free an environment whose lock holder is gone
+    SIGN_OFF = "sign_off"  # an approver's review of a break-glass rollback
 
 
 def _no_groups(_group: str) -> set[str]:

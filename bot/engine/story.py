@@ -54,6 +54,11 @@ class NoticeKind(StrEnum):
     STAKEHOLDER = "stakeholder"
     REMINDER = "reminder"
     SNAPSHOT = "snapshot"
+    # bot/engine/break_glass.py and handover.py
+    BREAK_GLASS_OPEN = "break_glass_open"  # in the thread: the requester may now run it alone
+    BREAK_GLASS = "break_glass"  # loud, top level: in the run's channel and the stakeholder channels
+    REVIEW_REMINDER = "break_glass_review"  # in the thread, until an approver signs the review off
+    HANDOVER = "handover"  # in the thread: taken over, lock broken, review signed off
 
 
 def run_key(run_id: str) -> str:
@@ -85,6 +90,8 @@ def header_notice(record: RunRecord, *, status: str, detail: str = "") -> Notice
             "approved_by": record.approved_by,
             "requested_by": record.requested_by,
             "detail": detail,
+            "break_glass": record.meta.get("break_glass"),  # {"by", "justification", "at"}: break_glass
+            "taken_over": record.meta.get("taken_over"),  # {"by", "from", "reason", "at"}: handover
         },
         run_id=record.id,
         message_key=run_key(record.id),

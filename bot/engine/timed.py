@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bot.engine import lifecycle
+from bot.engine import break_glass, lifecycle
 from bot.engine.checklist import PHASE_TITLES
 from bot.engine.events import StepFailed
 from bot.engine.plan import Plan
@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 
 
 def schedule_expiry(services: Services, run_id: str) -> None:
-    """A plan nobody approves expires on its own: a timer in the store, fired by whichever replica is up."""
+    """The timers of a plan waiting for approval, fired by whichever replica is up: it expires on its own, and
+    where its requester may break glass, break-glass is offered once `break_glass_after` passes unanswered."""
     record = services.store.get_run(run_id)
     Timers(services.store).schedule(
         f"{run_key(run_id)}:expire",
@@ -40,6 +41,7 @@ def schedule_expiry(services: Services, run_id: str) -> None:
         run_id=run_id,
         replace=False,
     )
+    break_glass.schedule_break_glass(services, record)
 
 
 def timer_handlers(services: Services) -> dict[TimerKind, Handler]:
@@ -87,10 +89,18 @@ def timer_handlers(services: Services) -> dict[TimerKind, Handler]:
             )
         )
 
+    def offer_break_glass(timer: Timer) -> None:
+        break_glass.offer_break_glass(services, timer)  # approved, cancelled or expired meanwhile: nothing to offer
+
+    def remind_review(timer: Timer) -> None:
+        break_glass.remind_review(services, timer)  # signed off meanwhile: the timer cancels itself
+
     return {
         TimerKind.PLAN_EXPIRY: expire_plan,
         TimerKind.STAKEHOLDER_UPDATE: update_stakeholders,
         TimerKind.CHECKLIST_REMINDER: remind,
+        TimerKind.BREAK_GLASS_OPEN: offer_break_glass,
+        TimerKind.BREAK_GLASS_REVIEW: remind_review,
     }
 
 

@@ -296,6 +296,22 @@ class Store:
         with self.transaction() as conn:
             conn.execute(locks.delete().where(locks.c.env == env, locks.c.run_id == run_id))
 
+    def hand_over_lock(self, env: str, *, run_id: str, holder: str, from_holder: str) -> bool:
+        """`run_id` keeps the lock, now held in `holder`'s name; False unless it was still `from_holder`'s."""
+        with self.transaction() as conn:
+            result = conn.execute(
+                locks.update()
+                .where(locks.c.env == env, locks.c.run_id == run_id, locks.c.holder == from_holder)
+                .values(holder=holder)
+            )
+        return result.rowcount == 1
+
+    def break_lock(self, env: str, *, run_id: str) -> bool:
+        """Remove `run_id`'s lock on `env`; False if it was not (or no longer) that run's."""
+        with self.transaction() as conn:
+            result = conn.execute(locks.delete().where(locks.c.env == env, locks.c.run_id == run_id))
+        return result.rowcount == 1
+
     def lock_for(self, env: str) -> LockRecord | None:
         with self.transaction() as conn:
             row = conn.execute(locks.select().where(locks.c.env == env)).first()
@@ -401,6 +417,17 @@ class Store:
                             run_id=run_id, item_id=item_id, phase=phase, position=position, text=text
                         )
                     )
+
+    def add_checklist_item(self, run_id: str, *, item_id: str, phase: str, text: str, position: int) -> bool:
+        """One item at an explicit position (e.g. before the run's own items); False if it exists already."""
+        try:
+            with self.transaction() as conn:
+                conn.execute(
+                    checklist.insert().values(run_id=run_id, item_id=item_id, phase=phase, position=position, text=text)
+                )
+        except IntegrityError:
+            return False
+        return True
 
     def checklist(self, run_id: str) -> list[ChecklistRecord]:
         with self.transaction() as conn:
