@@ -13,6 +13,7 @@ from bot.config import load_config
 from bot.services import Services, build_services
 from bot.store import Store
 from sandbox.scenario import Incident, build_incident
+from tests.fixtures.runs import MonkeyEnv
 
 TEST_URL_ENV = "RB_TEST_DATABASE_URL"
 
@@ -26,7 +27,7 @@ def incident(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest
     monkeypatch.chdir(tmp_path)
     marker = request.node.get_closest_marker("incident_config")
     options = dict(marker.kwargs) if marker else {}
-    stage = build_incident(tmp_path / "stage", url_env=TEST_URL_ENV, environ=_Env(monkeypatch), **options)
+    stage = build_incident(tmp_path / "stage", url_env=TEST_URL_ENV, environ=MonkeyEnv(monkeypatch), **options)
     try:
         yield stage
     finally:
@@ -40,18 +41,6 @@ def services(incident: Incident) -> Iterator[Services]:
         yield built
     finally:
         built.close()
-
-
-class _Env(dict[str, str]):
-    """An environ that sets variables through monkeypatch, so each test's changes are undone after it."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        super().__init__()
-        self._monkeypatch = monkeypatch
-
-    def __setitem__(self, key: str, value: str) -> None:
-        self._monkeypatch.setenv(key, value)
-        super().__setitem__(key, value)
 
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"

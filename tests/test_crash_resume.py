@@ -21,19 +21,10 @@ from bot.engine.restore_points import take_snapshot
 from bot.services import Services
 from sandbox.repo import git
 from sandbox.scenario import PG_ADMIN_URL, Incident, database_contents
+from tests.fixtures.runs import SLOW_INDEX
 from tests.fixtures.waiting import wait_for
 
 BIN = Path(sys.executable).parent / "rollback-bot"
-
-# An index whose build sleeps: the restore spends seconds in pg_restore's CREATE INDEX, long enough to
-# kill the bot in the middle of it. (pg_dump never evaluates it, so the dumps stay quick.)
-SLOW_INDEX = """
-CREATE FUNCTION slow_key(i int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
-BEGIN PERFORM pg_sleep(0.002); RETURN i; END $$;
-CREATE TABLE slow (id int PRIMARY KEY);
-INSERT INTO slow SELECT generate_series(1, 2500);
-CREATE INDEX slow_by_key ON slow (slow_key(id));
-"""
 
 
 def shadows(db_name: str) -> list[str]:

@@ -6,11 +6,6 @@ finishes the rollback. (README: "When things break".)
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import psycopg
 
 from bot.cli import main
@@ -18,9 +13,8 @@ from bot.services import Services
 from sandbox.repo import git
 from sandbox.scenario import Incident, database_contents
 from tests.fixtures.netns_remote import netns_remote
+from tests.fixtures.runs import start_rollback, step_status
 from tests.fixtures.waiting import wait_for
-
-BIN = Path(sys.executable).parent / "rollback-bot"
 
 
 def test_the_remote_becomes_unreachable_before_the_push(incident: Incident, services: Services) -> None:
@@ -32,13 +26,8 @@ def test_the_remote_becomes_unreachable_before_the_push(incident: Incident, serv
     bad = database_contents(incident.db_url)
     with netns_remote(repo.bare) as remote:
         git(repo.clone, "remote", "set-url", repo.remote_name, remote.url)
-        bot = subprocess.Popen(
-            [str(BIN), "run", "prod", "--force", "--config", str(incident.config_path)],
-            env=dict(os.environ),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_for("the pre-rollback dump is under way", lambda: _status(services, "pre_dump") == "running")
+        bot = start_rollback(incident)
+        wait_for("the pre-rollback dump is under way", lambda: step_status(services, "pre_dump") == "running")
         remote.cut()
         assert bot.wait(timeout=120) == 1
         run = services.store.list_runs(limit=1)[0]
@@ -53,10 +42,3 @@ def test_the_remote_becomes_unreachable_before_the_push(incident: Incident, serv
     assert main(["resume", run.id, "--retry", "--config", str(incident.config_path)]) == 0
     assert services.store.get_run(run.id).status == "succeeded"
     assert git(repo.bare, "rev-list", "--count", f"{repo.bad}..refs/heads/{repo.branch}") == "1"
-
-
-def _status(services: Services, step: str) -> str | None:
-    runs = services.store.list_runs(limit=1)
-    if not runs:
-        return None
-    return next((s.status for s in services.store.steps(runs[0].id) if s.name == step), None)

@@ -6,9 +6,7 @@ retry finishing the rollback once the cause is gone. (README: "When things break
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import suppress
 from pathlib import Path
@@ -23,19 +21,10 @@ from bot.services import Services, build_services
 from sandbox.repo import git
 from sandbox.scenario import Incident, build_incident, database_contents
 from tests.fixtures.private_postgres import PrivatePostgres, private_postgres
+from tests.fixtures.runs import BULK, SLOW_INDEX, MonkeyEnv, start_rollback
 from tests.fixtures.waiting import wait_for
 
-BIN = Path(sys.executable).parent / "rollback-bot"
 URL_ENV = "RB_FAULT_DATABASE_URL"
-BULK = "CREATE TABLE bulk AS SELECT g AS id, repeat(md5(g::text), 8) AS body FROM generate_series(1, {rows}) g"
-# An index whose build sleeps, so the restore spends seconds in pg_restore (pg_dump never evaluates it).
-SLOW_INDEX = """
-CREATE FUNCTION slow_key(i int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
-BEGIN PERFORM pg_sleep(0.002); RETURN i; END $$;
-CREATE TABLE slow (id int PRIMARY KEY);
-INSERT INTO slow SELECT generate_series(1, 2500);
-CREATE INDEX slow_by_key ON slow (slow_key(id));
-"""
 
 
 @pytest.fixture
@@ -48,7 +37,7 @@ def server() -> Iterator[PrivatePostgres]:
 def stage(server: PrivatePostgres, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Incident]:
     monkeypatch.chdir(tmp_path)
     incident = build_incident(
-        tmp_path / "stage", url_env=URL_ENV, environ=_Env(monkeypatch), admin_url=server.admin_url
+        tmp_path / "stage", url_env=URL_ENV, environ=MonkeyEnv(monkeypatch), admin_url=server.admin_url
     )
     try:
         yield incident
@@ -56,18 +45,6 @@ def stage(server: PrivatePostgres, tmp_path: Path, monkeypatch: pytest.MonkeyPat
         with suppress(subprocess.CalledProcessError):
             server.start()  # a failed test may have left it stopped
         incident.close()
-
-
-class _Env(dict[str, str]):
-    """os.environ through monkeypatch: what build_incident sets is undone after the test."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        super().__init__()
-        self._monkeypatch = monkeypatch
-
-    def __setitem__(self, key: str, value: str) -> None:
-        self._monkeypatch.setenv(key, value)
-        super().__setitem__(key, value)
 
 
 @pytest.fixture
@@ -86,7 +63,7 @@ def test_the_database_server_stops_during_the_pre_rollback_dump(
         conn.execute(BULK.format(rows=600_000).encode())  # a dump that takes a moment to catch
     bad, head = database_contents(stage.db_url), remote_head(stage)
 
-    bot = start_rollback(stage)
+    bot = start_rollback(stage, "--to", stage.repo.good)
     wait_for("pg_dump is reading", lambda: sessions(stage, "pg_dump") > 0)
     server.stop()
     assert bot.wait(timeout=60) == 1
@@ -112,7 +89,7 @@ def test_the_database_server_stops_during_the_restore(
         conn.execute("UPDATE orders SET total = 0")  # what went wrong after that restore point
     bad, head = database_contents(stage.db_url), remote_head(stage)
 
-    bot = start_rollback(stage)
+    bot = start_rollback(stage, "--to", stage.repo.good)
     wait_for("the restore builds its slow index", lambda: sessions(stage, "pg_restore", "CREATE INDEX") > 0)
     server.stop()
     assert bot.wait(timeout=60) == 1
@@ -134,7 +111,7 @@ def test_the_disk_of_the_dump_fills_up(stage: Incident, services: Services) -> N
     scratch.mkdir(parents=True, exist_ok=True)
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(scratch)], check=True)
     try:
-        assert start_rollback(stage).wait(timeout=120) == 1
+        assert start_rollback(stage, "--to", stage.repo.good).wait(timeout=120) == 1
         steps = steps_of(services)
         assert steps["pre_dump"][0] == "failed" and "No space left on device" in steps["pre_dump"][1]
         assert steps["database"][0] == "pending" and steps["code"][0] == "pending"
@@ -149,16 +126,6 @@ def test_the_disk_of_the_dump_fills_up(stage: Incident, services: Services) -> N
 
 
 # --- helpers --------------------------------------------------------------------------------------
-
-
-def start_rollback(stage: Incident) -> subprocess.Popen[bytes]:
-    # --to: a snapshot taken by a test records the bad head; the good release is the target either way.
-    return subprocess.Popen(
-        [str(BIN), "run", "prod", "--to", stage.repo.good, "--force", "--config", str(stage.config_path)],
-        env=dict(os.environ),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
 
 
 def resume(stage: Incident, services: Services) -> str:

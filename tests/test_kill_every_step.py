@@ -7,12 +7,9 @@ pre-rollback dump taken, and no shadow database left. (README: "When things brea
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -25,10 +22,9 @@ from bot.services import Services, build_services
 from sandbox.flag_servers import LaunchDarklyServer
 from sandbox.repo import git
 from sandbox.scenario import PG_ADMIN_URL, Incident, create_database, database_contents, drop_databases
+from tests.fixtures.runs import good_contents, start_rollback, step_status
 from tests.fixtures.waiting import wait_for
-from tests.test_rollback_engine import good_contents
 
-BIN = Path(sys.executable).parent / "rollback-bot"
 MOMENTS = [(step.name, moment) for step in STEPS for moment in ("running", "ok")]
 
 
@@ -39,13 +35,7 @@ def test_kill_9_then_resume_repeats_nothing(incident: Incident, services: Servic
     assert flags is not None
     wanted = good_contents()  # the restore point's data
 
-    bot = subprocess.Popen(
-        [str(BIN), "run", "prod", "--force", "--config", str(incident.config_path)],
-        env=dict(os.environ),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    bot = start_rollback(incident)
     try:
         killed = _kill_when(bot, services, step, moment)
     finally:
@@ -71,9 +61,7 @@ def _kill_when(bot: subprocess.Popen[bytes], services: Services, step: str, mome
     """SIGKILL the bot as soon as `step` is seen `moment` in the journal; False if the run ended first."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and bot.poll() is None:
-        runs = services.store.list_runs(limit=1)
-        status = next((s.status for s in services.store.steps(runs[0].id) if s.name == step), None) if runs else None
-        if status == moment:
+        if step_status(services, step) == moment:
             bot.send_signal(signal.SIGKILL)
             return True
         time.sleep(0.005)
@@ -126,13 +114,7 @@ def test_kill_9_after_the_swap_committed_but_before_it_was_journaled_does_not_re
 
 
 def _crash_in_the_swap_window(incident: Incident, services: Services, store_url: str) -> None:
-    bot = subprocess.Popen(
-        [str(BIN), "run", "prod", "--to", incident.repo.good, "--force", "--config", str(incident.config_path)],
-        env=dict(os.environ),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    bot = start_rollback(incident, "--to", incident.repo.good)
     try:
         with psycopg.connect(store_url) as holder:
             deadline = time.monotonic() + 60

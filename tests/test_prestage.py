@@ -5,10 +5,7 @@ the rollback's database step is the swap, and the pre-rollback dump is taken of 
 from __future__ import annotations
 
 import hashlib
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import psycopg
@@ -22,15 +19,12 @@ from bot.services import Services
 from sandbox.scenario import (
     PG_ADMIN_URL,
     Incident,
-    create_database,
     database_contents,
-    deploy_good_release,
-    drop_databases,
 )
+from tests.fixtures.runs import good_contents, start_rollback, step_status
 from tests.fixtures.waiting import wait_for
 
 pytestmark = pytest.mark.incident_config(prestage=True)
-BIN = Path(sys.executable).parent / "rollback-bot"
 
 
 def databases(prefix: str) -> dict[str, bool]:
@@ -64,7 +58,7 @@ def test_the_snapshot_builds_a_closed_standby_and_the_rollback_swaps_it_in(
     steps = steps_of(services, run.id)
     database = DatabaseOutcome.from_details(steps["database"][2])
     assert database.standby == standby.database and database.previous
-    assert database_contents(incident.db_url) == _good_contents(incident)
+    assert database_contents(incident.db_url) == good_contents()
 
     # The pre-rollback dump: of the kept database, after the swap, verified and stored with its sha256.
     by_name = {s.name: s for s in services.store.steps(run.id)}
@@ -94,7 +88,7 @@ def test_a_standby_opened_since_the_snapshot_is_not_trusted(incident: Incident, 
     assert run.status == "succeeded"
     database = DatabaseOutcome.from_details(steps_of(services, run.id)["database"][2])
     assert database.standby is None  # restored from the dump instead
-    assert database_contents(incident.db_url) == _good_contents(incident)
+    assert database_contents(incident.db_url) == good_contents()
     unusable = [e.detail for e in services.store.audit_trail(run_id=run.id) if e.action == "standby.unusable"]
     assert unusable and "opened to connections" in unusable[0]
     assert databases(f"{incident.db_name}_rb_shadow_") == {}  # the untrusted standby was dropped
@@ -108,15 +102,9 @@ def test_a_crash_between_the_swap_and_the_dump_takes_the_dump_on_resume(
         conn.execute(
             "CREATE TABLE bulk AS SELECT g AS id, repeat(md5(g::text), 8) AS body FROM generate_series(1, 400000) g"
         )
-    bot = subprocess.Popen(
-        [str(BIN), "run", "prod", "--force", "--config", str(incident.config_path)],
-        env=dict(os.environ),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    bot = start_rollback(incident)
     try:
-        wait_for("the dump of the kept database is under way", lambda: _status(services, "pre_dump") == "running")
+        wait_for("the dump of the kept database is under way", lambda: step_status(services, "pre_dump") == "running")
         bot.send_signal(signal.SIGKILL)
         bot.wait(timeout=10)
     finally:
@@ -137,21 +125,3 @@ def test_a_crash_between_the_swap_and_the_dump_takes_the_dump_on_resume(
     assert kept in databases(kept)  # still kept: dropping it is a person's decision, on the checklist
     checklist = " ".join(item.text for item in services.store.checklist(run.id))
     assert f"kept as {kept} (the verified pre-rollback dump" in checklist
-
-
-def _status(services: Services, step: str) -> str | None:
-    runs = services.store.list_runs(limit=1)
-    if not runs:
-        return None
-    return next((s.status for s in services.store.steps(runs[0].id) if s.name == step), None)
-
-
-def _good_contents(incident: Incident) -> dict[str, list[tuple[object, ...]]]:
-    """What the good release's data looks like: the restore point, restored into a scratch database."""
-    name = f"{incident.db_name}_expect"
-    url = create_database(name)
-    try:
-        deploy_good_release(url)
-        return database_contents(url)
-    finally:
-        drop_databases(name)

@@ -31,8 +31,9 @@ from sandbox.scenario import Incident, build_incident
 from sandbox.slack_api import SlackApiStandIn, StoredMessage
 from sandbox.slack_harness import INCIDENT, SIGNING_SECRET, STATUS, find_button, sandbox_slack_api
 from sandbox.slack_signing import SlackRequestSender
-from tests.conftest import TEST_URL_ENV, _Env
+from tests.conftest import TEST_URL_ENV
 from tests.fixtures.databases import PG_ADMIN_URL
+from tests.fixtures.runs import MonkeyEnv
 from tests.fixtures.waiting import wait_for
 from tests.test_slack_app import ALICE, CAROL
 
@@ -129,7 +130,7 @@ def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster
     incident = build_incident(
         tmp_path / "stage",
         url_env=TEST_URL_ENV,
-        environ=_Env(monkeypatch),
+        environ=MonkeyEnv(monkeypatch),
         store=PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{store_db}",
         update_every="2s",
         remind_after=("3s", "5s"),

@@ -27,9 +27,9 @@ from sandbox.scenario import (
     Incident,
     create_database,
     database_contents,
-    deploy_good_release,
     drop_databases,
 )
+from tests.fixtures.runs import good_contents
 
 
 def remote_head(incident: Incident) -> str:
@@ -38,18 +38,6 @@ def remote_head(incident: Incident) -> str:
 
 def tree(incident: Incident, ref: str) -> str:
     return git(Path(incident.repo.remote_url), "rev-parse", f"{ref}^{{tree}}")
-
-
-def good_contents() -> dict[str, list[tuple[object, ...]]]:
-    """What the database held when the good release was live (built fresh, the same way)."""
-    name = "rb_expected_" + str(threading.get_ident())[-6:]
-    drop_databases(name)
-    url = create_database(name)
-    try:
-        deploy_good_release(url)
-        return database_contents(url)
-    finally:
-        drop_databases(name)
 
 
 def run_cli(incident: Incident, *args: str) -> int:

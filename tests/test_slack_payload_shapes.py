@@ -39,7 +39,8 @@ from handlers.ids import Action, View, checklist_action, checklist_value, run_va
 from sandbox.scenario import build_incident
 from sandbox.slack_harness import GENERAL, SlackWorkspace
 from sandbox.slack_signing import FORM, JSON_TYPE
-from tests.conftest import TEST_URL_ENV, _Env
+from tests.conftest import TEST_URL_ENV
+from tests.fixtures.runs import MonkeyEnv
 
 ALICE, MALLORY = "U0ALICE", "U0MALLORY"
 SETTINGS = settings(
@@ -97,7 +98,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         root = tmp_path_factory.mktemp("shapes")
         monkeypatch.chdir(root)
         monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test-token")
-        incident = build_incident(Path(root) / "stage", url_env=TEST_URL_ENV, environ=_Env(monkeypatch))
+        incident = build_incident(Path(root) / "stage", url_env=TEST_URL_ENV, environ=MonkeyEnv(monkeypatch))
         services = build_services(config=load_config(incident.config_path))
         workspace = SlackWorkspace(services).start()
         try:
