@@ -32,6 +32,7 @@ from pydantic import (
 )
 
 from bot.artifacts.base import backup_location_problem
+from bot.config_readiness import DrillSettings, RehearsalSettings
 from bot.durations import parse_duration
 from bot.errors import ConfigError, ConfigProblem
 
@@ -212,6 +213,8 @@ class EnvironmentSettings(_Strict):
     rds: RdsSettings | None = None
     flags: list[FlagSettings] = Field(default_factory=list)
     health: list[HealthSettings] = Field(default_factory=list)
+    drill: DrillSettings = Field(default_factory=DrillSettings)  # restore drills (bot/config_readiness.py)
+    rehearsal: RehearsalSettings = Field(default_factory=RehearsalSettings)  # its staging stand-ins
 
     _ids = field_validator("requesters", "approvers")(_slack_ids)
 
@@ -258,6 +261,16 @@ class Settings(_Strict):
                 raise ValueError(
                     f"environments.{name}.break_glass_after ({duration(env.break_glass_after)}) is not shorter than "
                     f"bot.plan_expires_after ({duration(expires)}): plans would expire before break-glass opens"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _failed_drills_have_somewhere_to_go(self) -> Settings:
+        for name, env in self.environments.items():
+            if env.drill.every is not None and env.drill.alert_channel is None and not self.bot.stakeholder_channels:
+                raise ValueError(
+                    f"environments.{name}.drill.every schedules drills, but a failed one would alert nobody: set"
+                    f" environments.{name}.drill.alert_channel or bot.stakeholder_channels"
                 )
         return self
 
@@ -398,6 +411,8 @@ _KNOWN_KEYS: dict[str, type[BaseModel]] = {
     "rds": RdsSettings,
     "flags": FlagSettings,
     "health": HealthSettings,
+    "drill": DrillSettings,
+    "rehearsal": RehearsalSettings,
 }
 
 

@@ -1,4 +1,4 @@
-"""The store: runs, the step journal, the audit trail, locks, restore points, checklist, timers and outbox.
+"""The store: runs, steps, audit trail, locks, restore points, checklist, timers, outbox, drills, rehearsals.
 
 SQLAlchemy Core over SQLite (the embedded default, one replica) or PostgreSQL (several replicas sharing
 state). The public API is what this module exports; the modules beside it are private.
@@ -11,6 +11,7 @@ from bot.store.schema import (
     AuditEntry,
     ChecklistRecord,
     LockRecord,
+    ReadinessCheck,
     RestorePoint,
     RunRecord,
     StandbyRecord,
@@ -24,6 +25,7 @@ __all__ = [
     "AuditEntry",
     "ChecklistRecord",
     "LockRecord",
+    "ReadinessCheck",
     "RestorePoint",
     "RunRecord",
     "StandbyRecord",

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 BASELINE = "0001"  # release 0.1's tables, as its create_all made them
-HEAD = "0004"  # the newest migration; a test holds it to the folder's head, so a new one cannot be missed
+HEAD = "0005"  # the newest migration; a test holds it to the folder's head, so a new one cannot be missed
 # Advisory locks are per database, so a fixed key only meets other openers of the same store.
 _PG_LOCK_KEY = int.from_bytes(b"rollback", "big")
 # Alembic's `op` and `context` are module globals: one thread at a time in a process runs it, whatever the store.

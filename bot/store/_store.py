@@ -28,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from bot.errors import LockHeld, RunNotFound
 from bot.redact import redact, redact_data
 from bot.store._migrate import upgrade
+from bot.store._readiness import ReadinessRecords
 from bot.store.schema import (
     AuditEntry,
     ChecklistRecord,
@@ -61,7 +62,7 @@ def new_run_id(env: str) -> str:
     return f"{env}-{now():%Y%m%d-%H%M%S}-{secrets.token_hex(4)}"  # 32 random bits: bursts never collide
 
 
-class Store:
+class Store(ReadinessRecords):
     def __init__(self, url: str) -> None:
         self.url = url
         if url.startswith("sqlite:///"):

@@ -164,6 +164,31 @@ slack_messages = sa.Table(
     sa.Column("posted_at", sa.String(40), nullable=False),
 )
 
+readiness_checks = sa.Table(
+    "readiness_checks",  # restore drills and rehearsals: what every plan's "readiness" is read from
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(20), nullable=False),  # drill | rehearsal
+    sa.Column("env", sa.String(64), nullable=False),
+    # The timer occurrence (or a request's own key) that started it: a second replica's insert fails.
+    sa.Column("occurrence", sa.String(200), unique=True),
+    sa.Column("status", sa.String(20), nullable=False),  # running | passed | failed | interrupted
+    sa.Column("requested_by", sa.String(120), nullable=False),
+    sa.Column("source", sa.String(20), nullable=False),  # cli | slack | schedule
+    sa.Column("restore_point_id", sa.Integer),
+    sa.Column("dump_sha256", sa.String(64)),
+    sa.Column("run_id", sa.String(40)),  # a rehearsal's run of the engine (on its stand-in environment)
+    sa.Column("started_at", sa.String(40), nullable=False),
+    sa.Column("finished_at", sa.String(40)),
+    sa.Column("seconds", sa.Float),
+    sa.Column("scratch", sa.Text, nullable=False, default="{}"),  # JSON: what it made, dropped before it ends
+    sa.Column("details", sa.Text, nullable=False, default="{}"),  # JSON: step times, row counts, checks
+    sa.Column("failure", sa.Text),
+    sa.Column("host", sa.String(255)),
+    sa.Column("pid", sa.Integer),
+    sa.Index("ix_readiness_checks_env_kind", "env", "kind", "id"),
+)
+
 leases = sa.Table(
     "leases",  # one holder at a time across replicas (the outbox sender), taken over when it expires
     metadata,
@@ -275,3 +300,25 @@ class ChecklistRecord:
     done_by: str | None
     done_at: datetime | None
 
+
+@dataclass(frozen=True)
+class ReadinessCheck:
+    """One restore drill or rehearsal: when, for which restore point, how it went, and what it left to drop."""
+
+    id: int
+    kind: str  # drill | rehearsal
+    env: str
+    status: str  # running | passed | failed | interrupted
+    requested_by: str
+    source: str
+    restore_point_id: int | None
+    dump_sha256: str | None
+    run_id: str | None
+    started_at: datetime
+    finished_at: datetime | None
+    seconds: float | None
+    scratch: dict[str, Any]
+    details: dict[str, Any]
+    failure: str | None
+    host: str | None
+    pid: int | None
