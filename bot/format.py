@@ -4,6 +4,7 @@ size(1536)        → "1.5 KiB"     binary units, as `ls -h` and `du -h` count
 duration(74)      → "1m 14s"      short, for "took" and "time left"
 duration(4.25)    → "4.2s"        a tenth of a second below 10 s (steps that took a moment)
 duration(4.25, rough=True) → "4s" whole seconds, for estimates that are not that precise
+count(1234567)    → "1.2 M"       row counts in a sentence
 """
 
 from __future__ import annotations
@@ -40,6 +41,14 @@ def duration(seconds: timedelta | float, *, rough: bool = False) -> str:
         return f"{hours}h {minutes:02d}m"
     days, hours = divmod(hours, 24)
     return f"{days}d {hours}h"
+
+
+def count(n: int) -> str:
+    """A count people read at a glance: 950, 12.3 k, 1.2 M, 3.4 G."""
+    for limit, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= limit:
+            return f"{n / limit:.1f} {unit}"
+    return str(n)
 
 
 def in_words(seconds: timedelta | float) -> str:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from bot import format as fmt
 from bot.engine.checklist import PHASE_TITLES, PHASES
 from bot.engine.plan import Plan
+from bot.engine.readiness import environment_readiness
 from bot.engine.run_status import RunView
 from bot.redact import redact
-from bot.store import AuditEntry, ChecklistRecord, LockRecord, RunRecord
+from bot.store import AuditEntry, ChecklistRecord, LockRecord, RunRecord, now
+
+if TYPE_CHECKING:
+    from bot.services import Services
 
 CODE_WORDS = {
     "revert": "revert (one new commit restoring the target's tree; history kept)",
@@ -68,6 +74,11 @@ def plan_text(plan: Plan) -> str:
         for risk in plan.migration_risks:
             lines.append(f"    {risk.file}:{risk.line}  [{risk.kind}]  {risk.statement}")
         lines.append("    A code rollback does not undo these; a database restore is the way back from them.")
+    if plan.readiness is not None:
+        at = now()
+        said = plan.readiness.sentences(at)
+        lines += [f"  {'readiness' if i == 0 else '':<14} {line}" for i, line in enumerate(said)]
+        lines += [f"  NOT PROVEN: {warning}" for warning in plan.readiness.warnings(at)]
     for warning in plan.warnings:
         lines.append(f"  WARNING: {warning}")
     return redact("\n".join(lines))
@@ -97,6 +108,16 @@ def status_text(views: list[RunView], locks: list[LockRecord]) -> str:
             lines.append(f"    next: rollback-bot resume {current.record.id} --retry | --skip | --abort")
     for lock in locks:
         lines.append(f"lock: {lock.env} held by run {lock.run_id} ({lock.holder}) since {lock.acquired_at:%H:%M} UTC")
+    return redact("\n".join(lines))
+
+
+def readiness_text(services: Services) -> str:
+    """`status`'s second half: each environment's restore point, last drill and last rehearsal."""
+    at, lines = now(), ["", "Readiness:"]
+    for name, env in sorted(services.config.settings.environments.items()):
+        said = environment_readiness(services.store, name, has_database=env.database.engine != "none", at=at)
+        lines.append(f"  {name}: {said[0]}")
+        lines += [f"  {'':<{len(name)}}  {line}" for line in said[1:]]
     return redact("\n".join(lines))
 
 

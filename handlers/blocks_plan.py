@@ -149,6 +149,17 @@ def _flags_and_health(plan: Plan) -> str:
     return join_fitting(lines, limit=MAX_SECTION_TEXT)
 
 
+def _readiness(plan: Plan, now: datetime) -> list[Block]:
+    """Rehearsal, drill and expected times; what is not proven, said plainly (bot.engine.readiness)."""
+    if plan.readiness is None:
+        return []
+    lines = [
+        f"*Readiness*: {esc(line)}" if i == 0 else esc(line) for i, line in enumerate(plan.readiness.sentences(now))
+    ]
+    lines += [f"⚠️ *Not proven*: {esc(one_line(w))}" for w in plan.readiness.warnings(now)]
+    return [section(join_fitting(lines, limit=MAX_SECTION_TEXT))]
+
+
 def _risks(plan: Plan) -> list[Block]:
     risks = plan.migration_risks
     if not risks:
@@ -181,6 +192,7 @@ def plan_blocks(*, run_id: str, plan: Plan, now: datetime, expires_at: datetime)
         section(_undone(plan)),
         section(_code_and_database(plan, now)),
         section(_flags_and_health(plan)),
+        *_readiness(plan, now),
         *_risks(plan),
     ]
     if plan.warnings:

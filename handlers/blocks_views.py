@@ -45,6 +45,7 @@ RUN_ICONS = {
     "refused": "⛔",
 }
 HOME_RECENT = 40  # beyond this the Home tab points at `rollback-bot history`
+HOME_ENVIRONMENTS = 20  # one section each; more are listed by `rollback-bot status`
 CODE_CHOICES = (
     (ids.DEFAULT_CHOICE, "The environment's default", ""),
     ("revert", "revert", "one new commit restoring the target's tree; history kept"),
@@ -108,10 +109,10 @@ def home_view(
     *,
     running: Sequence[RunRecord],
     recent: Sequence[RunRecord],
-    environments: Sequence[tuple[str, str]],
+    environments: Sequence[tuple[str, str, Sequence[str]]],
     now: datetime,
 ) -> dict[str, Any]:
-    """The App Home tab: what is running now, recent runs with their outcome, configured environments."""
+    """The App Home tab: what is running now, recent runs with their outcome, environments and their readiness."""
     blocks: list[Block] = [header("Rollback bot"), section("*Running now*")]
     if running:
         blocks += [section(t) for t in chunk_lines([_running_line(r, now) for r in running], limit=MAX_SECTION_TEXT)][
@@ -129,8 +130,15 @@ def home_view(
         blocks.append(context("No rollbacks yet."))
     blocks += [divider(), section("*Environments*")]
     if environments:
-        lines = [f"• *{esc(name)}*" + (f": {esc(one_line(about))}" if about else "") for name, about in environments]
-        blocks += [section(t) for t in chunk_lines(lines, limit=MAX_SECTION_TEXT)][:20]
+        # One section per environment: its setup, then its readiness (restore point, last drill, last rehearsal).
+        for name, about, readiness in environments[:HOME_ENVIRONMENTS]:
+            lines = [f"• *{esc(name)}*" + (f": {esc(one_line(about))}" if about else "")]
+            lines += [f"    {esc(one_line(line))}" for line in readiness]
+            blocks.append(section(join_fitting(lines, limit=MAX_SECTION_TEXT)))
+        if len(environments) > HOME_ENVIRONMENTS:
+            blocks.append(
+                context(f"…and {len(environments) - HOME_ENVIRONMENTS} more: `rollback-bot status` lists all.")
+            )
     else:
         blocks.append(context("No environments configured: see `rollback-bot check-config`."))
     blocks.append(

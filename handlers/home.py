@@ -1,4 +1,4 @@
-"""App Home: what is running now, recent runs, configured environments."""
+"""App Home: what is running now, recent runs, configured environments and their readiness."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from slack_bolt import App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.engine.readiness import environment_readiness
 from bot.store import now
 from handlers import blocks
 from handlers.context import SlackContext
@@ -24,11 +25,16 @@ def register(app: App, ctx: SlackContext) -> None:
         store = ctx.services.store
         running = store.list_runs(limit=20, statuses=("approved", "running", "failed"))
         recent = store.list_runs(limit=15)
+        at = now()
         environments = [
-            (name, f"{env.remote}/{env.branch}, code {env.code}, database {env.database.restore}")
+            (
+                name,
+                f"{env.remote}/{env.branch}, code {env.code}, database {env.database.restore}",
+                environment_readiness(store, name, has_database=env.database.engine != "none", at=at),
+            )
             for name, env in sorted(ctx.services.config.settings.environments.items())
         ]
-        view = blocks.home_view(running=running, recent=recent, environments=environments, now=now())
+        view = blocks.home_view(running=running, recent=recent, environments=environments, now=at)
         try:
             client.views_publish(user_id=event["user"], view=view)
         except SlackApiError as error:

@@ -539,7 +539,10 @@ def test_home_view_with_two_hundred_recent_runs() -> None:
     view = blocks.home_view(
         running=[_run(0, "running")],
         recent=[_run(i, "succeeded" if i % 3 else "failed") for i in range(200)],
-        environments=[("prod", "production/release, revert, postgres dump"), ("staging", "<!channel> staging")],
+        environments=[
+            ("prod", "production/release, revert, postgres dump", ["restore point #3, 2h 00m old", "never rehearsed"]),
+            ("staging", "<!channel> staging", []),
+        ],
         now=NOW,
     )
     text = valid_view(view, "home")
@@ -547,6 +550,7 @@ def test_home_view_with_two_hundred_recent_runs() -> None:
     assert "Running now" in text and "step database" in text and "Recent runs" in text
     assert "`aaaaaaa` → `bbbbbbb`" in text and "✅" in text and "❌" in text and "older" in text
     assert "*staging*: &lt;!channel&gt; staging" in text
+    assert "restore point #3, 2h 00m old" in text and "never rehearsed" in text
     empty = valid_view(blocks.home_view(running=[], recent=[], environments=[], now=NOW), "home")
     assert "No rollback in progress" in empty
 

@@ -19,6 +19,7 @@ from bot.artifacts import join_location
 from bot.backends.base import CodeRepo, Commit, Database, HealthSpec
 from bot.config import EnvironmentSettings
 from bot.engine.migrations import MigrationRisk, scan_between
+from bot.engine.readiness import Readiness
 from bot.errors import BadRequest
 from bot.store import RestorePoint, StandbyRecord, iso, now
 
@@ -82,12 +83,14 @@ class Plan:
     migration_risks: tuple[MigrationRisk, ...]
     dry_run: bool
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    # What rehearsals and drills have shown (bot.engine.readiness): shown with the plan, not bound by approval.
+    readiness: Readiness | None = None
 
     @property
     def hash(self) -> str:
         """Covers every decision; not who asked or when (those don't change what would run)."""
         decided = self.to_dict()
-        for volatile in ("requested_by", "created_at", "warnings"):
+        for volatile in ("requested_by", "created_at", "warnings", "readiness"):
             decided.pop(volatile)
         decided["database"].pop("pre_dump", None)  # its name carries the minute it is taken
         for unset in ("source_sha256", "source_size"):  # absent before S3 backups: keep older plans' hashes
@@ -124,6 +127,7 @@ class Plan:
             migration_risks=tuple(MigrationRisk(**r) for r in data["migration_risks"]),
             dry_run=data["dry_run"],
             warnings=tuple(data.get("warnings", ())),
+            readiness=Readiness.from_dict(data.get("readiness")),
         )
 
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from bot.choices import CODE_CHOICES, DB_CHOICES
 from bot.engine.plan import Plan, RollbackRequest, make_plan
+from bot.engine.readiness import assess
 from bot.engine.single_flight import SingleFlight
 from bot.errors import BadRequest
 
@@ -48,13 +49,27 @@ def _compute_plan(services: Services, request: RollbackRequest) -> Plan:
             database = services.database(request.env)
         except Exception:  # no URL yet: the plan can still be shown; the safety check will name it
             database = None
-    return make_plan(
+    restore_point = services.store.latest_restore_point(request.env)
+    plan = make_plan(
         request,
         settings=settings,
         repo=services.repo(request.env),
         database=database,
-        restore_point=services.store.latest_restore_point(request.env),
+        restore_point=restore_point,
         dump_override=services.dump_override(request.env),
         backup_dir=services.config.artifact_location,
         standby=services.store.standby(request.env),
     )
+    # Drills restore the restore point's dump: they say something of this plan only when it restores that dump.
+    restores_it = (
+        restore_point is not None
+        and plan.database.action == "dump"
+        and (plan.database.source == restore_point.dump_path)
+    )
+    readiness = assess(
+        services.store,
+        request.env,
+        restore_point=restore_point if restores_it else None,
+        drills_apply=settings.database.engine != "none" and plan.database.action in ("dump", "none"),
+    )
+    return replace(plan, readiness=readiness)
