@@ -40,6 +40,7 @@ class TimerKind(StrEnum):
     CHECKLIST_REMINDER = "checklist_reminder"
     BREAK_GLASS_OPEN = "break_glass_open"  # no approver answered in time: offer break-glass on the plan
     BREAK_GLASS_REVIEW = "break_glass_review"  # periodic, until an approver signs the break-glass review off
+    DRILL = "drill"  # periodic per environment with [drill] every: a restore drill (bot/engine/drill_schedule.py)
 
 
 @dataclass(frozen=True)

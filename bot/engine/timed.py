@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from bot.engine import break_glass, lifecycle
 from bot.engine.checklist import PHASE_TITLES
+from bot.engine.drill_schedule import DrillWorker, drill_timer_handler
 from bot.engine.events import StepFailed
 from bot.engine.plan import Plan
 from bot.engine.run import state_of
@@ -44,7 +45,8 @@ def schedule_expiry(services: Services, run_id: str) -> None:
     break_glass.schedule_break_glass(services, record)
 
 
-def timer_handlers(services: Services) -> dict[TimerKind, Handler]:
+def timer_handlers(services: Services, *, drills: DrillWorker | None = None) -> dict[TimerKind, Handler]:
+    """`drills`: where restore drills run; without one (a terminal's poller) they are left to a serving replica."""
     outbox = Outbox(services.store)
 
     def expire_plan(timer: Timer) -> None:
@@ -101,6 +103,7 @@ def timer_handlers(services: Services) -> dict[TimerKind, Handler]:
         TimerKind.CHECKLIST_REMINDER: remind,
         TimerKind.BREAK_GLASS_OPEN: offer_break_glass,
         TimerKind.BREAK_GLASS_REVIEW: remind_review,
+        TimerKind.DRILL: drill_timer_handler(services, drills),  # once per occurrence; the restore on `drills`
     }
 
 
