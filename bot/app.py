@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import secrets
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -25,6 +26,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 )
 
 from bot.deploy_hook import DEPLOY_PATH, DeployHook
+from bot.engine.drill_schedule import DRILLS, schedule_drills
 from bot.engine.timed import announce_interrupted_runs, timer_handlers
 from bot.errors import PreconditionFailed
 from bot.outbox import Outbox
@@ -106,12 +108,32 @@ def start_background(ctx: SlackContext, *, token: str, api_url: str) -> None:
     me = current_process()
     holder = f"{me.host}:{me.pid}:{secrets.token_hex(3)}"
     ctx.sender = OutboxSender(Outbox(ctx.services.store), sender_client(token, base_url=api_url), holder=holder).start()
+    for change in schedule_drills(ctx.services):  # restore drills: kept across restarts, following the config
+        log.info("restore drill timer %s", change)
+    # A drill or rehearsal whose process died left a scratch database (and a rehearsal a scratch branch):
+    # remove them now, off the start-up path, rather than only when the next one of its kind starts.
+    threading.Thread(
+        target=_clean_up_after_crashes, args=(ctx.services,), name="rb-scratch-cleanup", daemon=True
+    ).start()
     ctx.poller = TimerPoller(
         Timers(ctx.services.store),
-        timer_handlers(ctx.services),
+        timer_handlers(ctx.services, drills=DRILLS),
         holder=holder,
         on_tick=lambda: _announce(ctx),
     ).start()
+
+
+def _clean_up_after_crashes(services: Services) -> None:
+    from bot.engine.drills import clean_up_crashed_drills
+    from bot.engine.rehearsal import clean_up_interrupted
+
+    try:
+        for line in clean_up_crashed_drills(services):
+            log.warning("%s", line)
+        for check_id in clean_up_interrupted(services):
+            log.warning("rehearsal #%s was cut off by a crash: cleaned up and marked interrupted", check_id)
+    except Exception:  # deliberate: logged; the next drill or rehearsal tries again
+        log.exception("cleaning up after crashed drills or rehearsals failed")
 
 
 def _announce(ctx: SlackContext) -> None:
@@ -180,6 +202,7 @@ def serve_http(services: Services, *, host: str, port: int) -> int:
         server.close()
         hook.shutdown(wait=False)
         ctx.shutdown()
+        DRILLS.stop()  # a running drill drops its scratch database and is recorded interrupted
     return 0
 
 

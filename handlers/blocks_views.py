@@ -307,6 +307,8 @@ def help_blocks(*, environments: Sequence[str]) -> list[Block]:
         "• `/rollback status`: what is running now.",
         "• `/rollback history`: recent rollbacks.",
         "• `/rollback cancel`: cancel a plan nobody has confirmed yet.",
+        "• `/rollback rehearse ENV`: the whole plan against stand-ins for production (a scratch branch and "
+        "database, staging flags and health); production is not touched and nothing is left behind.",
     ]
     return [
         section("*Rolling back with `/rollback`*\n" + "\n".join(usage)),

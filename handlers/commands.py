@@ -7,6 +7,7 @@ from typing import Any
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
+from bot.engine import rehearsal
 from bot.engine.run_status import shown_status
 from bot.errors import RollbackError
 from handlers import blocks, grammar
@@ -34,6 +35,10 @@ def register(app: App, ctx: SlackContext) -> None:
         elif parsed.kind == "cancel":
             ack(response_type="ephemeral", text="Cancelling…")
             ctx.hand_off(reply, cancel_waiting, ctx, run_id=parsed.run_id, user=user, channel=channel, reply=reply)
+        elif parsed.kind == "rehearse":
+            env = parsed.env or ""
+            ack(response_type="ephemeral", text=f"Got it: rehearsing the rollback of {env} against stand-ins…")
+            ctx.hand_off(reply, rehearse_and_post, ctx, env=env, user=user, channel=channel, hint=REHEARSAL_HINT)
         elif parsed.kind == "modal":
             ack()
             modal = blocks.options_modal(environments=envs, private_metadata=channel)
@@ -43,6 +48,24 @@ def register(app: App, ctx: SlackContext) -> None:
             ack(response_type="ephemeral", text=f"Got it: checking and planning a rollback of {parsed.env}{dry}…")
             channel_name = command.get("channel_name", "")
             start_planning(ctx, parsed, user=user, channel=channel, channel_name=channel_name, reply=reply)
+
+
+REHEARSAL_HINT = "nothing of production was changed; try again"
+
+
+def rehearse_and_post(ctx: SlackContext, *, env: str, user: str, channel: str) -> None:
+    """After the ack: may this person rehearse `env` (as they may ask for its rollback)? Then rehearse it, its
+    story told in this channel through the outbox: a message, and each step in its thread, then the result."""
+    services = ctx.services
+    rehearsal.check_may_rehearse(services, env, actor=ctx.actor(user))
+    story = rehearsal.RehearsalStory(services, channel=channel, env=env, requested_by=user)
+    ctx.wake_sender()
+    try:
+        check = rehearsal.rehearse(services, env, requested_by=user, source="slack", reporters=[story], say=story.say)
+    except RollbackError as error:
+        story.refused(error.message)  # the message in the channel says so; the raise tells the person who asked
+        raise
+    story.finished(check)
 
 
 def _runs_text(ctx: SlackContext, kind: str) -> str:

@@ -7,6 +7,7 @@ here, and the one `RollbackRequest` the engine takes is built from it by `to_req
           [--no-flags] [--dry-run]
 /rollback                 (opens a modal)
 /rollback help | status | history | cancel [RUN_ID]
+/rollback rehearse ENV    (the whole plan against stand-ins for production: bot.engine.rehearsal)
 """
 
 from __future__ import annotations
@@ -21,18 +22,19 @@ from bot.engine.plan import RollbackRequest
 from bot.errors import BadRequest
 from handlers.ids import DEFAULT_CHOICE, Choice
 
-KEYWORDS = ("help", "status", "history", "cancel")
+KEYWORDS = ("help", "status", "history", "cancel", "rehearse")
 _SHA = re.compile(r"^[0-9a-fA-F]{4,40}$")
 _ENV = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,39}$")
 USAGE = (
     "/rollback ENV [to SHA] [--code revert|force-push|none] [--db dump|rds-snapshot|rds-pitr|none] "
     "[--no-flags] [--dry-run]"
 )
+REHEARSE_USAGE = "/rollback rehearse ENV: the whole plan against stand-ins for production; nothing of it changes"
 
 
 @dataclass(frozen=True)
 class Command:
-    kind: str  # "modal" | "help" | "status" | "history" | "cancel" | "rollback"
+    kind: str  # "modal" | "help" | "status" | "history" | "cancel" | "rehearse" | "rollback"
     env: str | None = None
     to: str | None = None
     code: str | None = None
@@ -50,6 +52,11 @@ def parse(text: str) -> Command:
     if not words:
         return Command(kind="modal")
     first = words[0].lower()
+    if first == "rehearse":
+        if len(words) != 2 or not _ENV.match(words[1]):
+            shown = f" {_clip(words[1])!r} is not an environment name:" if len(words) == 2 else ""
+            raise BadRequest(f"`rehearse`{shown} takes one environment name", hint=REHEARSE_USAGE)
+        return Command(kind="rehearse", env=words[1])
     if first in KEYWORDS:
         if first == "cancel" and len(words) == 2:
             return Command(kind="cancel", run_id=words[1])

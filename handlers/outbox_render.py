@@ -10,12 +10,16 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from bot.engine.drill_story import DRILL_FAILED
 from bot.engine.events import failed_from_payload, finished_from_payload
 from bot.engine.plan import Plan
+from bot.engine.rehearsal import REHEARSAL_HEADER, REHEARSAL_RESULT
 from bot.engine.story import NoticeKind
 from bot.store import ChecklistRecord, now, parse_iso
 from handlers import blocks
 from handlers import blocks_handover as handover
+from handlers import blocks_rehearsal as rehearsal
+from handlers.blocks_drill import render_drill_failed
 from handlers.blocks_kit import Block
 
 Rendered = tuple[str, list[Block]]
@@ -177,6 +181,9 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], Rendered]] = {
     NoticeKind.BREAK_GLASS: _break_glass,
     NoticeKind.REVIEW_REMINDER: _review_reminder,
     NoticeKind.HANDOVER: handover.handover_note_blocks,
+    REHEARSAL_HEADER: lambda p: (rehearsal.rehearsal_text(p), rehearsal.rehearsal_header_blocks(p)),  # rehearsal.py
+    REHEARSAL_RESULT: lambda p: (rehearsal.rehearsal_text(p), rehearsal.rehearsal_result_blocks(p)),
+    DRILL_FAILED: render_drill_failed,  # bot/engine/drill_story.py
 }
 
 

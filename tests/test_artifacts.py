@@ -125,6 +125,25 @@ def test_s3_round_trip_records_size_and_sha256_and_refuses_a_corrupted_object(aw
     assert list(downloads.iterdir()) == []  # nothing corrupt is left where it could be used
 
 
+def test_a_dump_is_deleted_only_from_inside_the_store(aws: MotoAws, tmp_path: Path) -> None:
+    source, _ = a_file(tmp_path / "scratch" / "pre-rollback.dump", 10_000)
+    outside, _ = a_file(tmp_path / "elsewhere" / "keep.dump", 10)
+    for root in (str(tmp_path / "backups"), f"s3://{BUCKET}/team/rollback"):
+        store = open_artifact_store(root)
+        stored = store.put(source, "prod@r/pre-rollback.dump")
+        kept = store.put(source, "prod/pre-rollback.dump")
+        with pytest.raises(ArtifactError):
+            store.delete(str(outside))  # never anything outside the store
+        with pytest.raises(ArtifactError):
+            store.delete(f"s3://{BUCKET}/other/prod/pre-rollback.dump")
+        assert store.delete(stored.location) is True
+        assert store.delete(stored.location) is False  # already gone: said, not an error
+        assert outside.is_file()
+        with fetched(store, kept.location, hashlib.sha256(source.read_bytes()).hexdigest(), 10_000, tmp_path / "d"):
+            pass  # the other dump is still there, whole
+    assert aws.object_keys(BUCKET) == ["team/rollback/prod/pre-rollback.dump"]
+
+
 def test_s3_is_reached_through_the_service_specific_endpoint_too(
     moto_server: MotoAws, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

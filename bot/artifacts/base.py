@@ -53,6 +53,13 @@ class ArtifactStore(Protocol):
         """One line for the safety check saying it can be written; ArtifactError otherwise."""
         ...
 
+    def delete(self, location: str) -> bool:
+        """Remove one artifact this store holds (a rehearsal's own dump); False if it was not there.
+
+        Refuses (ArtifactError) a location outside this store: nothing else is ever deleted.
+        """
+        ...
+
     def describe(self) -> str: ...
 
 

@@ -72,6 +72,18 @@ class LocalArtifacts:
             raise ArtifactError(f"cannot write the pre-rollback dump to {self.folder}: {error.strerror}") from None
         return f"backup folder writable: {self.folder}"
 
+    def delete(self, location: str) -> bool:
+        path = Path(location)
+        if self.folder.resolve() not in path.resolve().parents:
+            raise ArtifactError(f"{location} is not in the backup folder {self.folder}: left alone")
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        except OSError as error:
+            raise ArtifactError(f"cannot delete {location}: {error.strerror or error}") from None
+        return True
+
 
 def _publish(partial: Path, dest: Path) -> Path:
     """Give `partial` its final name atomically; a name already taken gets -2, -3 … (never overwritten)."""

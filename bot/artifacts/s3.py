@@ -134,6 +134,17 @@ class S3Artifacts:
             return f"backups writable: {self.location} (the probe object {key} could not be deleted)"
         return f"backups writable: {self.location}"
 
+    def delete(self, location: str) -> bool:
+        bucket, key = split_s3(location)
+        inside = bucket == self.bucket and (not self.prefix or key.startswith(self.prefix + "/"))
+        if not inside or not key:
+            raise ArtifactError(f"{location} is not in the configured backups {self.location}: left alone")
+        if not self._exists(key):
+            return False
+        with _aws_errors(f"delete {location}"):
+            self.client().delete_object(Bucket=bucket, Key=key)
+        return True
+
     def _free_key(self, key: str) -> str:
         """`key`, or key-2, key-3 … if taken: a dump is never overwritten."""
         stem, dot, suffix = key.rpartition(".")

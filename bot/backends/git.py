@@ -4,8 +4,10 @@
 touched: only objects and `refs/remotes/<remote>/<branch>` are written), or the URL of the remote, which
 is cloned bare into `work_dir` on first use. Every push names its expected old value
 (`--force-with-lease=<ref>:<sha>`), so a push racing someone else's is refused instead of clobbering.
+A rehearsal's scratch branch (only under `rollback-bot/`) is created and deleted with the same leases,
+its remote-tracking ref in the local clone deleted with it.
 
-Size: one class, because revert and force-push share the fetch, the lease-pinned push, the re-read of
+Size: one class, because revert, force-push and scratch branches share the fetch, the lease-pinned push, the re-read of
 the remote and the retry-safety checks; splitting them would scatter the one invariant (never push over a
 remote that moved) across modules.
 """
@@ -46,6 +48,8 @@ _LOG = ("log", "--no-show-signature", f"--format={_LOG_FORMAT}")
 # -z: paths come unquoted whatever core.quotePath says; --no-renames: a rename is listed as its old
 # and its new path, whatever diff.renames says.
 _DIFF = ("diff", "--name-only", "--no-renames", "--no-ext-diff", "-z")
+# The only branches the bot creates or deletes: a rehearsal's scratch stand-ins for a deployable branch.
+SCRATCH_BRANCHES = "rollback-bot/"
 
 
 @dataclass(frozen=True)
@@ -228,6 +232,79 @@ class GitRepo:
             summary=f"moved {self.remote}/{self.branch} from {old[:7]} to {tgt[:7]}; "
             f"the old head is kept as {backup_ref}",
         )
+
+    # --- scratch branches (a rehearsal's stand-in for the deployable branch) ---------------------------
+
+    def create_branch_at(self, sha: str, name: str) -> str:
+        """Create the scratch branch `name` on the remote at `sha`; say what was done.
+
+        Only names under SCRATCH_BRANCHES: a deployable branch is never created (nor deleted) this way.
+        The push's lease is "must not exist yet", so a branch somebody else made is never taken over;
+        one already at `sha` (a retry after a lost answer) is accepted as is.
+        """
+        ref = self._scratch_ref(name)
+        full = self._full_sha(sha)
+        existing = self._ls_remote(ref)
+        if existing == full:
+            return f"{self.remote}/{name} already existed at {full[:7]}"
+        if existing is not None:
+            raise GitError(
+                f"branch {name} already exists on {self.remote} at {existing[:7]}, not {full[:7]}: it was not touched",
+                hint=f"delete it if it is a leftover (`git push {self.remote} --delete {name}`), then retry",
+            )
+        self._push(f"{full}:{ref}", expect="", action=f"create the branch {name}")
+        landed = self._ls_remote(ref)
+        if landed != full:
+            raise GitError(
+                f"the branch {name} is not on {self.remote} at {full[:7]} after pushing it "
+                f"(found {landed[:7] if landed else 'nothing'})",
+                hint=f"check that {self.remote} accepts new branches under {SCRATCH_BRANCHES}",
+            )
+        return f"created {self.remote}/{name} at {full[:7]}"
+
+    def delete_remote_branch(self, name: str) -> str | None:
+        """Delete the scratch branch `name` from the remote and its remote-tracking ref from the local clone.
+
+        The delete is pushed with a lease on the head the branch has just before, so a push racing it is
+        refused rather than lost. Idempotent: None when neither existed any more.
+        """
+        said = [self._delete_remote_ref(self._scratch_ref(name), shown=f"{self.remote}/{name}")]
+        tracking = f"refs/remotes/{self.remote}/{name}"
+        if self._exec("rev-parse", "--verify", "--quiet", f"{tracking}^{{commit}}").status == 0:
+            self._ok("update-ref", "-d", tracking, doing=f"remove the local ref {tracking}")
+            said.append(f"removed the local ref {tracking}")
+        return "; ".join(s for s in said if s) or None
+
+    def delete_backup_ref(self, backup_ref: str) -> str | None:
+        """Delete the backup ref a force-push of a scratch branch saved (never one of a deployable branch)."""
+        if not backup_ref.startswith(f"refs/rollback-backup/{SCRATCH_BRANCHES}") or not _valid_ref_name(backup_ref):
+            raise BadRequest(
+                f"'{backup_ref}' is not the backup ref of a scratch branch: backups of deployable branches are kept",
+                hint="remove it by hand if it really must go",
+            )
+        return self._delete_remote_ref(backup_ref, shown=f"{self.remote} {backup_ref}") or None
+
+    def _delete_remote_ref(self, ref: str, *, shown: str) -> str:
+        existing = self._ls_remote(ref)
+        if existing is None:
+            return ""
+        self._push(f":{ref}", expect=existing, action=f"delete {ref}")
+        left = self._ls_remote(ref)
+        if left is not None:
+            raise GitError(
+                f"{shown} is still there (at {left[:7]}) after deleting it",
+                hint=f"delete it by hand: git push {self.remote} :{ref}",
+            )
+        return f"deleted {shown} (it was at {existing[:7]})"
+
+    def _scratch_ref(self, name: str) -> str:
+        if not (name.startswith(SCRATCH_BRANCHES) and _valid_ref_name(name)):
+            raise BadRequest(
+                f"'{name}' is not a scratch branch name: only branches under {SCRATCH_BRANCHES} are created or"
+                " deleted by the bot",
+                hint="a deployable branch is only ever moved by a rollback, with a lease",
+            )
+        return f"refs/heads/{name}"
 
     # --- steps --------------------------------------------------------------------------------------
 

@@ -90,6 +90,16 @@ def _parser() -> argparse.ArgumentParser:
     snapshot = command("snapshot", "record a restore point: the deployed commit and a database dump")
     snapshot.add_argument("env", metavar="ENV")
     _channel_option(snapshot)
+    drill = command(
+        "drill", "restore drill: ENV's latest restore point restored into a scratch database, counted, checked, dropped"
+    )
+    drill.add_argument("env", metavar="ENV")
+    _as_option(drill, "who runs it, for the record (default: user@host)")
+    rehearse = command(
+        "rehearse", "run ENV's whole rollback against stand-ins for production: production unchanged, nothing left"
+    )
+    rehearse.add_argument("env", metavar="ENV")
+    _as_option(rehearse, "who asks for it (default: user@host)")
     command("check-config", "validate the configuration and name every problem")
     demo = command("demo", "the whole flow on a local sandbox with a local stand-in for Slack")
     demo.add_argument("--dir", default="demo-sandbox", help="where to build the sandbox")

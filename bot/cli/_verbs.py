@@ -23,7 +23,7 @@ from bot.engine.story import RunStory, checklist_notice, snapshot_notice
 from bot.errors import BadRequest, ConfigError, RollbackError
 from bot.outbox import Outbox
 from bot.process_identity import current_process, terminal_user
-from bot.render_text import plan_text, run_line, status_text, timeline_markdown
+from bot.render_text import plan_text, readiness_text, run_line, status_text, timeline_markdown
 from bot.services import Services, build_services
 from bot.terminal import TerminalReporter, error_text
 
@@ -104,6 +104,7 @@ def _engine_command(services: Services, args: argparse.Namespace) -> int:
         active = store.list_runs(limit=50, statuses=("running", "failed", "planned"))
         locks = [lock for env in services.config.settings.environments if (lock := store.lock_for(env))]
         print(status_text([lifecycle.view(services, r.id) for r in active], locks))
+        print(readiness_text(services))
         return 0
     if command == "history":
         runs = services.store.list_runs(limit=args.limit, env=args.env)
@@ -117,6 +118,8 @@ def _engine_command(services: Services, args: argparse.Namespace) -> int:
             end="",
         )
         return 0
+    if command == "rehearse":
+        return _rehearse(services, args.env, actor=me, reporter=reporter)
     if command == "snapshot":
         result = take_snapshot(services, args.env, actor=me.id, progress=reporter.say)
         print(result.summary)
@@ -124,6 +127,8 @@ def _engine_command(services: Services, args: argparse.Namespace) -> int:
             Outbox(services.store).enqueue(snapshot_notice(args.channel, env=args.env, summary=result.summary))
             print(f"(told {args.channel} through the outbox)")
         return 0
+    if command == "drill":
+        return _drill(services, args.env, actor=me, reporter=reporter)
     raise BadRequest(f"unknown command {command!r}")
 
 
@@ -166,6 +171,16 @@ def _when_people_are_gone(
         Outbox(services.store).enqueue(shown)
     print(f"Signed off the review of the break-glass rollback {record.id}.")
     return 0
+
+
+def _rehearse(services: Services, env: str, *, actor: Actor, reporter: TerminalReporter) -> int:
+    """The whole plan against stand-ins, each step as it goes, then the summary: 0 passed, 1 failed."""
+    from bot.engine.rehearsal import rehearse, summary_lines
+
+    print(f"Rehearsing the rollback of {env} against stand-ins for production: nothing of production changes.")
+    check = rehearse(services, env, requested_by=actor.id, source="cli", reporters=[reporter], say=reporter.say)
+    print("\n".join(summary_lines(check)))
+    return 0 if check.status == "passed" else EXIT_FAILED
 
 
 def _story(services: Services, run_id: str, *, channel: str | None) -> list[Reporter]:
@@ -296,3 +311,13 @@ def _check_config(explicit: str | None) -> int:
             'CLI on other machines) must share a PostgreSQL store: [bot] store = "postgresql://…"'
         )
     return 0
+
+
+def _drill(services: Services, env: str, *, actor: Actor, reporter: TerminalReporter) -> int:
+    """`rollback-bot drill ENV`: one restore drill now, its progress and result on screen; a failure alerts too."""
+    from bot.engine.drill_story import drill_lines
+    from bot.engine.drills import run_drill
+
+    check = run_drill(services, env, requested_by=actor.id, source="cli", progress=reporter.say)
+    reporter.say("\n".join(drill_lines(check)))
+    return 0 if check.status == "passed" else EXIT_FAILED

@@ -51,6 +51,7 @@ __all__ = [
     "expire",
     "make_request_plan",
     "propose",
+    "propose_rehearsal",
     "resume",
     "start",
     "undo_flags",
@@ -152,6 +153,26 @@ def propose(
         + (" (dry run)" if plan.dry_run else ""),
     )
     return record, plan
+
+
+def propose_rehearsal(services: Services, plan: Plan, *, source: str) -> RunRecord:
+    """A rehearsal's run (bot.engine.rehearsal), recorded approved: on stand-ins (an env holding '@', never a
+    configured one) nothing of production changes, so no approver is asked; `start` takes the stand-in's lock."""
+    if "@" not in plan.env or plan.dry_run:
+        raise NotAllowed(f"{plan.env} is not a rehearsal's stand-in: its rollback needs an approver")
+    record = services.store.create_run(
+        env=plan.env,
+        requested_by=plan.requested_by,
+        source=source,
+        plan=plan.to_dict(),
+        plan_hash=plan.hash,
+        dry_run=False,
+        status=RunStatus.APPROVED.value,
+        meta={"rehearsal": True},
+    )
+    what = f"a rehearsal on stand-ins, {plan.deployed.short} → {plan.target.short}: nothing of production changes"
+    services.store.record(actor=plan.requested_by, action="run.approved", run_id=record.id, env=plan.env, detail=what)
+    return record
 
 
 # --- before the run -------------------------------------------------------------------------------------
