@@ -19,12 +19,10 @@ import tomllib
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Literal
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
@@ -33,7 +31,7 @@ from pydantic import (
 
 from bot.artifacts.base import backup_location_problem
 from bot.config_readiness import DrillSettings, RehearsalSettings
-from bot.durations import parse_duration
+from bot.config_types import Duration, Strict, env_var_name
 from bot.errors import ConfigError, ConfigProblem
 
 DEFAULT_CONFIG = "rollback.toml"
@@ -42,29 +40,7 @@ DB_ENGINES = ("postgres", "mysql", "sqlite", "none")
 DB_RESTORES = ("dump", "rds-snapshot", "rds-pitr", "none")
 FLAG_PROVIDERS = ("launchdarkly", "flagsmith", "unleash", "webhook")
 _ENV_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,39}$")
-_ENV_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SLACK_ID = re.compile(r"^[UWSCGD][A-Z0-9]{2,}$")
-
-
-def _duration(value: Any) -> timedelta:
-    if isinstance(value, timedelta):
-        return value
-    if not isinstance(value, str):
-        raise ValueError('a duration is a string like "90s", "15m" or "2h"')
-    return parse_duration(value)
-
-
-Duration = Annotated[timedelta, BeforeValidator(_duration)]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _env_var_name(value: str) -> str:
-    if not _ENV_VAR.match(value):
-        raise ValueError("must be the NAME of an environment variable (e.g. DATABASE_URL), never the secret")
-    return value
 
 
 def _backup_location(value: str) -> str:
@@ -82,12 +58,12 @@ def _slack_ids(values: list[str]) -> list[str]:
     return values
 
 
-class ChecklistSettings(_Strict):
+class ChecklistSettings(Strict):
     short_term_after: Duration = timedelta(minutes=15)
     medium_term_after: Duration = timedelta(hours=2)
 
 
-class BotSettings(_Strict):
+class BotSettings(Strict):
     store: str = "sqlite:///rollback-bot.db"
     backup_dir: str = "backups"  # a folder, or s3://bucket/prefix (boto3's standard configuration)
     work_dir: str = "work"  # local scratch: repo clones, dumps before upload, downloads before restore
@@ -108,7 +84,7 @@ class BotSettings(_Strict):
         return value
 
     _check_backup = field_validator("backup_dir")(_backup_location)
-    _check_token_env = field_validator("deploy_token_env")(lambda v: v if v is None else _env_var_name(v))
+    _check_token_env = field_validator("deploy_token_env")(lambda v: v if v is None else env_var_name(v))
 
     @field_validator("work_dir")
     @classmethod
@@ -128,7 +104,7 @@ class BotSettings(_Strict):
         return value
 
 
-class DatabaseSettings(_Strict):
+class DatabaseSettings(Strict):
     engine: Literal["postgres", "mysql", "sqlite", "none"] = "none"
     url_env: str = "DATABASE_URL"
     restore: Literal["dump", "rds-snapshot", "rds-pitr", "none"] = "none"
@@ -136,7 +112,7 @@ class DatabaseSettings(_Strict):
     # snapshot also restores the restore point into a standby database; a rollback's database step is
     # then the swap alone, and the pre-rollback dump is taken of the kept database after it
     prestage: bool = False
-    _check_env = field_validator("url_env")(_env_var_name)
+    _check_env = field_validator("url_env")(env_var_name)
 
     @model_validator(mode="after")
     def _prestage_needs_a_swap(self) -> DatabaseSettings:
@@ -148,7 +124,7 @@ class DatabaseSettings(_Strict):
         return self
 
 
-class RdsSettings(_Strict):
+class RdsSettings(Strict):
     # Aurora is read from AWS, not configured: a DB cluster snapshot as snapshot_id, or a DB cluster (or one of
     # its instances) as source_instance_id, restores a NEW cluster named restore_instance_id and its instance
     # <restore_instance_id>-instance-1 (bot/backends/rds_cluster.py).
@@ -159,17 +135,17 @@ class RdsSettings(_Strict):
     instance_class: str | None = None  # default: the source's (Aurora: its writer instance's)
 
 
-class FlagSettings(_Strict):
+class FlagSettings(Strict):
     provider: Literal["launchdarkly", "flagsmith", "unleash", "webhook"]
     keys: list[str] = Field(min_length=1)
     api_key_env: str | None = None
     project: str | None = None
     environment: str | None = None
     base_url: str | None = None
-    _check_env = field_validator("api_key_env")(lambda v: v if v is None else _env_var_name(v))
+    _check_env = field_validator("api_key_env")(lambda v: v if v is None else env_var_name(v))
 
 
-class HealthSettings(_Strict):
+class HealthSettings(Strict):
     url: str
     expect_status: int = Field(default=200, ge=100, le=599)
     timeout: Duration = timedelta(seconds=5)
@@ -195,7 +171,7 @@ class HealthSettings(_Strict):
         return self
 
 
-class EnvironmentSettings(_Strict):
+class EnvironmentSettings(Strict):
     repo: str
     remote: str = "origin"
     branch: str = "main"
@@ -236,7 +212,7 @@ class EnvironmentSettings(_Strict):
         return self
 
 
-class Settings(_Strict):
+class Settings(Strict):
     bot: BotSettings = Field(default_factory=BotSettings)
     contacts: dict[str, str] = Field(default_factory=dict)
     environments: dict[str, EnvironmentSettings]
@@ -267,10 +243,10 @@ class Settings(_Strict):
     @model_validator(mode="after")
     def _failed_drills_have_somewhere_to_go(self) -> Settings:
         for name, env in self.environments.items():
-            if env.drill.every is not None and env.drill.alert_channel is None and not self.bot.stakeholder_channels:
+            if env.drill.every is not None and env.drill.channel is None and not self.bot.stakeholder_channels:
                 raise ValueError(
                     f"environments.{name}.drill.every schedules drills, but a failed one would alert nobody: set"
-                    f" environments.{name}.drill.alert_channel or bot.stakeholder_channels"
+                    f" environments.{name}.drill.channel or bot.stakeholder_channels"
                 )
         return self
 

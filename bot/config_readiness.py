@@ -11,37 +11,23 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
-from bot.durations import parse_duration
+from bot.config_types import ENV_VAR, Duration, Strict
 
-_ENV_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CHANNEL = re.compile(r"^[CG][A-Z0-9]{2,}$")
 _BRANCH = re.compile(r"^(?!/)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/\-]+(?<![/.])$")
 
 
-def _duration(value: Any) -> timedelta:
-    if isinstance(value, timedelta):
-        return value
-    if not isinstance(value, str):
-        raise ValueError('a duration is a string like "90s", "15m" or "24h"')
-    return parse_duration(value)
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class DrillSettings(_Strict):
+class DrillSettings(Strict):
     # How often a drill runs on its own (durable timers, once across replicas); unset: only when asked
     # (`rollback-bot drill ENV`).
-    every: Annotated[timedelta, BeforeValidator(_duration)] | None = None
+    every: Duration | None = None
     # SQL run in the restored scratch database, each of which must return true (one row, one column).
     checks: list[str] = Field(default_factory=list)
     # Where a failed drill is announced at once, mentioning [contacts]; default: bot.stakeholder_channels.
-    alert_channel: str | None = None
+    channel: str | None = None
 
     @field_validator("every")
     @classmethod
@@ -58,7 +44,7 @@ class DrillSettings(_Strict):
                 raise ValueError("a check is a SQL query that returns true, not an empty string")
         return values
 
-    @field_validator("alert_channel")
+    @field_validator("channel")
     @classmethod
     def _channel(cls, value: str | None) -> str | None:
         if value is not None and not _CHANNEL.match(value):
@@ -66,7 +52,7 @@ class DrillSettings(_Strict):
         return value
 
 
-class RehearsalSettings(_Strict):
+class RehearsalSettings(Strict):
     # Code: the remote (default: the environment's own) and a staging branch on it to rehearse on (kept:
     # it is staging's own). No branch: a scratch branch made at the deployed commit, deleted afterwards.
     remote: str | None = None
@@ -82,7 +68,7 @@ class RehearsalSettings(_Strict):
     @field_validator("database_url_env")
     @classmethod
     def _env_var(cls, value: str | None) -> str | None:
-        if value is not None and not _ENV_VAR.match(value):
+        if value is not None and not ENV_VAR.match(value):
             raise ValueError("must be the NAME of an environment variable (e.g. STAGING_DATABASE_URL), never the URL")
         return value
 

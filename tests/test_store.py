@@ -27,6 +27,12 @@ def test_runs_are_recorded_with_secrets_masked(store: Store) -> None:
     assert [r.id for r in store.list_runs()] == [run_id]
 
 
+def test_an_environment_with_the_longest_name_allowed_gets_runs_too(store: Store) -> None:
+    env = "e" + "x" * 39  # config.py allows 40 characters; runs.id holds 40 on PostgreSQL
+    run_id = _run(store, env)
+    assert len(run_id) <= 40 and store.get_run(run_id).env == env
+
+
 def test_a_second_run_of_the_same_environment_is_refused_naming_the_holder(store: Store) -> None:
     first, second, other_env = _run(store), _run(store), _run(store, "staging")
     store.acquire_lock("prod", run_id=first, holder="alice")

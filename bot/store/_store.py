@@ -59,7 +59,9 @@ def _engine_url(url: str) -> str:
 
 
 def new_run_id(env: str) -> str:
-    return f"{env}-{now():%Y%m%d-%H%M%S}-{secrets.token_hex(4)}"  # 32 random bits: bursts never collide
+    # 32 random bits: bursts never collide. The environment's name is only a hint for people (runs.env is
+    # the truth), cut to 15 characters so the id fits runs.id (40) whatever the name's length (up to 40).
+    return f"{env[:15]}-{now():%Y%m%d-%H%M%S}-{secrets.token_hex(4)}"
 
 
 class Store(ReadinessRecords):
