@@ -1,6 +1,7 @@
 """`rollback-bot demo`: the whole incident, end to end, on this machine.
 
-A bad release is live (its migration dropped a column and a table). Alice, on call, types
+A restore drill and a rehearsal first prove the way back, as the schedule would, so the plan can say
+so. A bad release is live (its migration dropped a column and a table). Alice, on call, types
 `/rollback prod` in #inc-checkout-500s; the bot posts the plan; Alice cannot approve her own
 rollback; Carol, the incident commander, confirms and types the environment's name; the bot rolls
 code and database back, checks health and posts the checklist; stakeholders see plain updates.
@@ -36,11 +37,36 @@ def run_demo(folder: Path, *, terminal: bool = False) -> int:
     say(f"Building the sandbox in {folder}: a git remote, a PostgreSQL database, a health endpoint…")
     incident = build_incident(folder, with_flags=True)
     try:
+        _the_night_before(incident)
         _describe(incident)
         return _terminal(incident) if terminal else _slack(incident)
     finally:
         incident.close()
         say(f"\nThe sandbox's files stay in {folder}; its database {incident.db_name} was dropped.")
+
+
+def _the_night_before(incident: Incident) -> None:
+    """A restore drill and a rehearsal, as the schedule runs them, so the plan can say what they proved."""
+    from bot.engine.drills import run_drill
+    from bot.engine.readiness import environment_readiness
+    from bot.engine.rehearsal import rehearse
+    from bot.store import now
+
+    services = build_services(config=load_config(incident.config_path))
+    try:
+        say(RULE)
+        say("What the schedule does every night: a restore drill restores the restore point into a scratch database")
+        say("and drops it; a rehearsal runs the whole plan on a scratch branch and database, and removes them.")
+        drill = run_drill(services, "prod", requested_by="schedule", source="schedule")
+        rehearsal = rehearse(services, "prod", requested_by="U0CAROL", source="cli")
+        say(
+            f"  drill      {drill.status}; rehearsal {rehearsal.status}"
+            + (f": {rehearsal.failure}" if rehearsal.failure else "")
+        )
+        for line in environment_readiness(services.store, "prod", has_database=True, at=now()):
+            say(f"  readiness  {line}")
+    finally:
+        services.close()
 
 
 def _describe(incident: Incident) -> None:

@@ -13,6 +13,7 @@ from bot.config import load_config
 from bot.services import Services, build_services
 from bot.store import Store
 from sandbox.scenario import Incident, build_incident
+from sandbox.slack_harness import SlackWorkspace
 from tests.fixtures.runs import MonkeyEnv
 
 TEST_URL_ENV = "RB_TEST_DATABASE_URL"
@@ -32,6 +33,14 @@ def incident(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest
         yield stage
     finally:
         stage.close()
+
+
+@pytest.fixture
+def slack(services: Services, monkeypatch: pytest.MonkeyPatch) -> Iterator[SlackWorkspace]:
+    """The real Bolt app over HTTP on the incident's services, with the Slack Web API stand-in."""
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test-token")
+    with SlackWorkspace(services) as workspace:
+        yield workspace
 
 
 @pytest.fixture

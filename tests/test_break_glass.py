@@ -7,7 +7,6 @@ call and listed in `break_glass`; carol (incident commander) and dave are approv
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -27,29 +26,12 @@ from bot.timers import TimerKind, Timers
 from sandbox.scenario import Incident
 from sandbox.slack_api import StoredMessage
 from sandbox.slack_harness import INCIDENT, STATUS, SlackWorkspace, find_button
+from tests.fixtures.waiting import eventually
 from tests.test_slack_app import ALICE, CAROL, DAVE, MALLORY, text_of
 
 BREAK_GLASS = 'break_glass = ["U0ALICE"]\nbreak_glass_after = "{after}"\nbreak_glass_remind_every = "{every}"\n'
 OPEN_SOON = BREAK_GLASS.format(after="1s", every="1s")
 JUSTIFICATION = "checkout is down for every customer; paged carol and the on-call group twice, no answer"
-
-
-@pytest.fixture
-def slack(services: Services, monkeypatch: pytest.MonkeyPatch) -> Iterator[SlackWorkspace]:
-    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test-token")
-    with SlackWorkspace(services) as workspace:
-        yield workspace
-
-
-def eventually(check: Callable[[], object], *, seconds: float = 15.0) -> object:
-    """Wait for the bot's timers (polled each second) to do something; return what `check` found."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"still not true after {seconds:.0f}s")
 
 
 def has_button(message: StoredMessage, label: str) -> bool:

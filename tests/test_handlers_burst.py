@@ -9,7 +9,7 @@ from __future__ import annotations
 import gc
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,13 +25,6 @@ from sandbox.slack_harness import INCIDENT, SlackWorkspace
 from tests.fixtures.waiting import wait_for
 
 ALICE = "U0ALICE"
-
-
-@pytest.fixture
-def slack(services: Services, monkeypatch: pytest.MonkeyPatch) -> Iterator[SlackWorkspace]:
-    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test-token")
-    with SlackWorkspace(services) as workspace:
-        yield workspace
 
 
 # --- Coalesced ------------------------------------------------------------------------------------------

@@ -7,8 +7,6 @@ mallory is nobody.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -24,26 +22,10 @@ from sandbox.repo import add_reject_hook
 from sandbox.scenario import Incident
 from sandbox.slack_api import StoredMessage
 from sandbox.slack_harness import INCIDENT, SlackWorkspace
+from tests.fixtures.waiting import eventually
 from tests.test_slack_app import ALICE, CAROL, DAVE, MALLORY, text_of
 
 REASON = "alice went offline mid-incident and does not answer her phone"
-
-
-@pytest.fixture
-def slack(services: Services, monkeypatch: pytest.MonkeyPatch) -> Iterator[SlackWorkspace]:
-    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test-token")
-    with SlackWorkspace(services) as workspace:
-        yield workspace
-
-
-def eventually(check: Callable[[], object], *, seconds: float = 15.0) -> object:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"still not true after {seconds:.0f}s")
 
 
 def audit(services: Services, run_id: str) -> dict[str, str]:

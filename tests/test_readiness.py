@@ -177,10 +177,3 @@ def test_app_home_and_status_show_each_environments_readiness(
     ).stdout
     assert "Readiness:" in status and f"prod: restore point #{point}," in status
     assert "restored cleanly (6.4s, 1.2 M rows)" in status and "never rehearsed" in status
-
-
-@pytest.fixture
-def slack(services: Services, monkeypatch: pytest.MonkeyPatch) -> Iterator[SlackWorkspace]:
-    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test-token")
-    with SlackWorkspace(services) as workspace:
-        yield workspace

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,13 +19,6 @@ from sandbox.scenario import Incident, database_contents
 from sandbox.slack_harness import INCIDENT, STATUS, SlackWorkspace
 
 ALICE, CAROL, DAVE, MALLORY = "U0ALICE", "U0CAROL", "U0DAVE", "U0MALLORY"
-
-
-@pytest.fixture
-def slack(services: Services, monkeypatch: pytest.MonkeyPatch) -> Iterator[SlackWorkspace]:
-    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test-token")
-    with SlackWorkspace(services) as workspace:
-        yield workspace
 
 
 def remote_head(incident: Incident) -> str:
