@@ -112,6 +112,10 @@ class DatabaseSettings(Strict):
     # snapshot also restores the restore point into a standby database; a rollback's database step is
     # then the swap alone, and the pre-rollback dump is taken of the kept database after it
     prestage: bool = False
+    # pg_dump's zlib level for restore points and pre-rollback dumps (PostgreSQL). 0 trades disk space for
+    # time: an uncompressed dump costs pg_dump no CPU, which the restore loading beside it then has (see
+    # the README's benchmarks); the dump is then about as big as the database.
+    dump_compression: int = Field(default=1, ge=0, le=9)
     _check_env = field_validator("url_env")(env_var_name)
 
     @model_validator(mode="after")

@@ -119,7 +119,7 @@ class Services:
         register_secret(url)
         from bot.backends.databases import open_database
 
-        return open_database(engine=settings.engine, url=url)
+        return open_database(engine=settings.engine, url=url, compress=settings.dump_compression)
 
     def flag_providers(self, env: str) -> list[FlagProvider]:
         """One provider per [[flags]] entry; API keys are read from the environment now."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -131,6 +132,36 @@ def test_every_problem_is_named_with_its_key(tmp_path: Path) -> None:
             "NAME of an environment variable",
         ),
         ("[environments]\n", "environments", "at least one environment"),
+        (
+            "[environments.prod]\nrepo='x'\n[environments.prod.drill]\nevery='1m'\nchannel='C0DBA'\n",
+            "environments.prod.drill.every",
+            "at most every 5 minutes",
+        ),
+        (
+            "[environments.prod]\nrepo='x'\n[environments.prod.drill]\nchannel='#dba'\n",
+            "environments.prod.drill.channel",
+            "not a Slack channel ID",
+        ),
+        (
+            "[environments.prod]\nrepo='x'\n[environments.prod.drill]\nevery='24h'\n",
+            "(top level)",
+            "would alert nobody",
+        ),
+        (
+            "[environments.prod]\nrepo='x'\n[environments.prod.rehearsal]\nhealth=['staging.example.com']\n",
+            "environments.prod.rehearsal.health",
+            "http:// or https://",
+        ),
+        (
+            "[environments.prod]\nrepo='x'\n[environments.prod.rehearsal]\nbranch='main'\nurl='x'\n",
+            "environments.prod.rehearsal.url",
+            "not a known key",
+        ),
+        (
+            "[environments.prod]\nrepo='x'\n[environments.prod.database]\ndump_compression=10\n",
+            "environments.prod.database.dump_compression",
+            "less than or equal to 9",
+        ),
         ("[environments.prod]\nremote='x'\n", "environments.prod.repo", "required"),
     ],
 )
@@ -256,3 +287,29 @@ def test_check_config_says_a_sqlite_store_means_one_replica(
     assert shared != GOOD
     assert main(["check-config", "--config", str(write(tmp_path, shared))]) == 0
     assert "replica" not in capsys.readouterr().out
+
+
+def test_the_readmes_configuration_loads_as_written(tmp_path: Path) -> None:
+    """The README's rollback.toml blocks are what people copy: they must load, every key known."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("## Configuration: `rollback.toml`", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```toml\n(.*?)```", section, flags=re.S)
+    assert len(blocks) >= 2  # the main table, then flags and RDS
+    config = load_config(write(tmp_path, "\n".join(blocks)))
+    prod = config.environment("prod")
+    assert prod.drill.every == timedelta(hours=24) and prod.drill.channel and prod.drill.checks
+    assert prod.database.dump_compression == 1 and prod.break_glass == []
+
+
+def test_dump_compression_reaches_pg_dump(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.backends.postgres import PostgresDatabase
+    from bot.services import build_services
+
+    text = "[environments.prod]\nrepo='x'\n[environments.prod.database]\nengine='postgres'\ndump_compression=0\n"
+    monkeypatch.setenv("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/app")
+    services = build_services(config=load_config(write(tmp_path, text)))
+    try:
+        database = services.database("prod")
+        assert isinstance(database, PostgresDatabase) and database.compress == 0
+    finally:
+        services.close()

@@ -12,8 +12,11 @@ ENGINES = ("postgres", "mysql", "sqlite")
 _ALIASES = {"postgresql": "postgres", "mariadb": "mysql", "sqlite3": "sqlite"}
 
 
-def open_database(*, engine: str, url: str) -> Database:
-    """A backend for `url`; the URL is checked for shape here but no connection is made."""
+def open_database(*, engine: str, url: str, compress: int = 1) -> Database:
+    """A backend for `url`; the URL is checked for shape here but no connection is made.
+
+    `compress` is pg_dump's level (PostgreSQL only: mysqldump writes SQL, SQLite copies pages).
+    """
     name = engine.strip().lower()
     name = _ALIASES.get(name, name)
     if not url:
@@ -22,7 +25,7 @@ def open_database(*, engine: str, url: str) -> Database:
             hint="set the variable the environment's url_env names",
         )
     if name == "postgres":
-        return PostgresDatabase(url)
+        return PostgresDatabase(url, compress=compress)
     if name == "mysql":
         return MySQLDatabase(url)
     if name == "sqlite":
