@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -99,6 +101,40 @@ def test_the_new_instance_lands_in_the_old_ones_network(aws: MotoRds, incident: 
     groups = [g["VpcSecurityGroupId"] for g in new["VpcSecurityGroups"]]
     assert groups == [g["VpcSecurityGroupId"] for g in before["VpcSecurityGroups"]] == ["sg-0app1234"]
     assert new["MultiAZ"] is True
+
+
+@pytest.mark.incident_config(extra_env=RDS_TABLE)
+def test_an_rds_restore_that_aws_refuses_mid_rollback_fails_creates_nothing_and_a_retry_finishes(
+    aws: MotoRds, incident: Incident, services: Services, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A real fault through moto's HTTP API: the snapshot is deleted after the safety checks found it (by the
+    remote's post-receive hook, as the code step pushes), so AWS refuses the restore itself."""
+    hook = Path(incident.repo.remote_url) / "hooks" / "post-receive"
+    delete = (
+        "import boto3; boto3.client('rds', region_name='us-east-1')"
+        ".delete_db_snapshot(DBSnapshotIdentifier='prod-snapshot-20231201')"
+    )
+    hook.write_text(f"#!/bin/sh\ncat >/dev/null\nexec {sys.executable} -c {shlex.quote(delete)}\n")
+    hook.chmod(0o755)
+    live = database_contents(incident.db_url)
+    config = ["--config", str(incident.config_path)]
+
+    assert main(["run", "prod", "--force", "--db", "rds-snapshot", *config]) == 1
+
+    out = capsys.readouterr().out
+    run = services.store.list_runs()[0]
+    assert run.current_step == "database" and "prod-snapshot-20231201 was not found" in (run.error or "")
+    assert "Next: retry | skip | abort" in out  # the terminal says what can be done next
+    assert aws.instance("prod-restore-new") is None  # nothing half-made
+    assert aws.instance("prod-db") is not None and database_contents(incident.db_url) == live
+    steps = {s.name: s.status for s in services.store.steps(run.id)}
+    assert steps["code"] == "ok" and steps["pre_dump"] == "ok" and steps["database"] == "failed"
+
+    hook.unlink()
+    aws.create_snapshot("prod-snapshot-20231201", from_instance="prod-db")  # AWS has it again
+    assert main(["resume", run.id, "--retry", *config]) == 0
+    assert services.store.get_run(run.id).status == "succeeded"
+    assert [i for i in aws.instance_ids() if i.startswith("prod-restore")] == ["prod-restore-new"]
 
 
 AURORA_TABLE = """

@@ -11,6 +11,10 @@ Both front ends (Slack, the terminal) call these verbs; they never write a statu
 approve, cancel, retry, skip, abort or undo flags is decided here too (`authorize`), from the
 environment's settings and the actor's identity. Each transition is one conditional write in the
 store, so a double click, a Slack retry or a second replica changes a run once.
+
+Size: past 400 lines on purpose: every verb that changes a run's status (rehearsals' approved-at-birth
+runs, hand-over and break-glass call in here too) stays in this one module, so "who may change what,
+when" is read in one place.
 """
 
 from __future__ import annotations
