@@ -14,9 +14,11 @@ from typing import Any
 
 import pytest
 
+from bot.engine.drills import run_drill
 from bot.engine.plan import Plan, RollbackRequest
 from bot.engine.planning import make_request_plan
 from bot.engine.readiness import Readiness, assess
+from bot.engine.rehearsal import rehearse
 from bot.render_text import plan_text
 from bot.services import Services
 from bot.store import Store, now
@@ -100,6 +102,18 @@ def test_a_plan_shows_the_last_rehearsal_the_drill_of_its_restore_point_and_each
     assert "expected 15s: safety checks 1.2s, pre-rollback dump 4.0s, code 2.5s, database restore 6.4s" in text
     assert "NOT PROVEN" not in text
     assert plan.readiness is not None and plan.readiness.expected_seconds == pytest.approx(15.2)
+
+
+def test_after_a_real_drill_and_rehearsal_the_plan_shows_both_and_nothing_unproven(
+    services: Services, point: int
+) -> None:
+    drill = run_drill(services, "prod", requested_by="schedule", source="schedule")
+    rehearsal = rehearse(services, "prod", requested_by="U0CAROL", source="cli")
+    assert drill.status == "passed" and rehearsal.status == "passed", (drill.failure, rehearsal.failure)
+    text = plan_text(plan_of(services))
+    assert "readiness      rehearsed 0s ago: passed" in text
+    assert f"ago: restore point #{point} restored cleanly" in text
+    assert "expected " in text and "database restore" in text and "NOT PROVEN" not in text
 
 
 def test_a_drill_of_another_restore_point_does_not_prove_this_one(services: Services, point: int) -> None:
