@@ -18,6 +18,7 @@ import hashlib
 import os
 import re
 import shutil
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -50,6 +51,7 @@ _LOG = ("log", "--no-show-signature", f"--format={_LOG_FORMAT}")
 _DIFF = ("diff", "--name-only", "--no-renames", "--no-ext-diff", "-z")
 # The only branches the bot creates or deletes: a rehearsal's scratch stand-ins for a deployable branch.
 SCRATCH_BRANCHES = "rollback-bot/"
+REHEARSAL_MARKER = ".rollback-bot-rehearsal"  # the one file a stand-in deploy adds (stand_in_deploy)
 
 
 @dataclass(frozen=True)
@@ -261,6 +263,36 @@ class GitRepo:
                 hint=f"check that {self.remote} accepts new branches under {SCRATCH_BRANCHES}",
             )
         return f"created {self.remote}/{name} at {full[:7]}"
+
+    def stand_in_deploy(self, sha: str, *, note: str) -> str:
+        """A new commit on top of `sha` that only adds the file REHEARSAL_MARKER (holding `note`); its sha.
+
+        For a rehearsal while production runs its restore point's very commit: the scratch branch then
+        gets this commit, standing in for the next deploy, so the rollback has a real commit to revert and
+        push. Written without a working tree (a private index file, commit-tree): no ref moves here, and
+        the object only reaches the remote on the scratch branch.
+        """
+        full = self._full_sha(sha)
+        with tempfile.TemporaryDirectory(prefix="rb-stand-in-") as scratch:
+            text = Path(scratch) / "note"
+            text.write_text(note.rstrip("\n") + "\n", encoding="utf-8")
+            blob = self._ok("hash-object", "-w", str(text), doing="write the rehearsal's marker file")
+            index = {"GIT_INDEX_FILE": str(Path(scratch) / "index")}
+            self._ok("read-tree", full, doing="read the deployed commit's tree", env=index)
+            self._ok(
+                "update-index",
+                "--add",
+                "--cacheinfo",
+                f"100644,{blob},{REHEARSAL_MARKER}",
+                doing="add the rehearsal's marker file",
+                env=index,
+            )
+            tree = self._ok("write-tree", doing="write the stand-in's tree", env=index)
+        name, email = self._author
+        who = {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email, "GIT_COMMITTER_NAME": name}
+        who["GIT_COMMITTER_EMAIL"] = email
+        message = f"rollback-bot rehearsal: stands in for a deploy on top of {full[:7]}"
+        return self._ok("commit-tree", "--no-gpg-sign", tree, "-p", full, "-m", message, doing="commit it", env=who)
 
     def delete_remote_branch(self, name: str) -> str | None:
         """Delete the scratch branch `name` from the remote and its remote-tracking ref from the local clone.

@@ -44,6 +44,8 @@ class ScratchBranches(Protocol):
 
     def create_branch_at(self, sha: str, name: str) -> str: ...
 
+    def stand_in_deploy(self, sha: str, *, note: str) -> str: ...
+
     def delete_remote_branch(self, name: str) -> str | None: ...
 
     def delete_backup_ref(self, backup_ref: str) -> str | None: ...
@@ -196,11 +198,21 @@ def staging_database_url(services: Services, decided: Decided) -> str:
 
 
 def make_branch(services: Services, decided: Decided, repo: object) -> str:
-    """Create the scratch branch at the environment's deployed commit (fetched fresh now)."""
+    """Create the scratch branch at the environment's deployed commit (fetched fresh now).
+
+    When production runs the restore point's very commit (a snapshot was just taken, no deploy since),
+    a rollback would have no code to revert: the scratch branch then gets one commit on top, standing in
+    for the next deploy, so the code step still reverts and pushes for real.
+    """
     if not isinstance(repo, ScratchBranches):
         raise PreconditionFailed("this code backend cannot make a scratch branch", hint="configure rehearsal.branch")
     deployed = services.repo(decided.env).fetch()
-    return repo.create_branch_at(deployed.sha, decided.branch)
+    point = decided.restore_point
+    if point is None or point.commit_sha != deployed.sha:
+        return repo.create_branch_at(deployed.sha, decided.branch)
+    note = f"rehearsal of {decided.env}: stands in for a deploy after restore point #{point.id}"
+    made = repo.create_branch_at(repo.stand_in_deploy(deployed.sha, note=note), decided.branch)
+    return f"{made}: one commit standing in for a deploy, since {decided.env} runs restore point #{point.id}'s commit"
 
 
 def scratch_database_name(services: Services, env: str, check_id: int) -> str:
