@@ -38,6 +38,9 @@ class MySQLRestore(Restore):
     """One restore of `db` from `source`: implements restore.RestoreHooks."""
 
     noun = "tables and views"
+    # A rollback settles a switch of the live database cut short earlier; a scratch copy (drills,
+    # rehearsals) must not, since a rollback's own switch may be under way at that very moment.
+    settles_interrupted_switch = True
 
     def __init__(self, db: MySQLDatabase, source: Path, *, cancel: threading.Event | None = None) -> None:
         super().__init__(db.name, source, cancel=cancel)
@@ -66,8 +69,9 @@ class MySQLRestore(Restore):
                 )
             self.charset = (str(charset[0][0]), str(charset[0][1]))
             # A switch cut short earlier must be settled first, or its missing views would be "kept" missing.
-            for repaired in repair.repair_swap(conn, self.live, timeout_s=self.db.swap_timeout_s):
-                say.say(repaired)
+            if self.settles_interrupted_switch:
+                for repaired in repair.repair_swap(conn, self.live, timeout_s=self.db.swap_timeout_s):
+                    say.say(repaired)
         return checked.entries
 
     def new_shadow(self) -> str:

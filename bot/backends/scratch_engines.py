@@ -35,7 +35,7 @@ from bot.backends.postgres_restore import PostgresRestore
 from bot.backends.restore import Loaded
 from bot.backends.sqlite import SQLiteDatabase
 from bot.backends.sqlite_restore import SQLiteRestore, open_ro
-from bot.errors import DatabaseError, RestoreFailed
+from bot.errors import DatabaseError
 from bot.redact import redact
 
 if TYPE_CHECKING:
@@ -258,21 +258,7 @@ class _MySQLScratchRestore(MySQLRestore):
     (a rollback's swap may be under way right now), and the copy's events are disabled once loaded."""
 
     shadow_kind = "scratch database"
-
-    def prepare(self, say: Reporter) -> int:
-        checked, self.starts = self.db.read_dump(self.source)
-        self.size = checked.size_bytes
-        with self.db.admin_session(self.untouched) as conn:
-            charset = objs.rows(
-                conn,
-                "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA"
-                " WHERE SCHEMA_NAME = %s",
-                (self.live,),
-            )
-        if not charset:
-            raise RestoreFailed(f"the live database {self.live} does not exist on {self.db.describe()}")
-        self.charset = (str(charset[0][0]), str(charset[0][1]))
-        return checked.entries
+    settles_interrupted_switch = False
 
     def verify_loaded(self, shadow: str, say: Reporter) -> Loaded:
         with self.db.admin_session(self.untouched) as conn:
