@@ -170,24 +170,20 @@ class RdsRestore(RdsApi):
     ) -> Resource:
         say = Reporter(progress)  # redacted, and a failing callback cannot abort a restore AWS has begun
         expect = {key: value for key, value in tags.items() if key != RUN_TAG}
-        existing = self.instance(instance_id)
-        if existing is None:
+
+        def create() -> None:
             before_create()
             if self.instance_class:
                 params["DBInstanceClass"] = self.instance_class
             # Everything else (engine, storage, parameter and option groups, port) is RDS's default for a
             # restore: the source's settings, in the default VPC security group unless configured otherwise.
             params["Tags"] = tag_list(tags)
-            try:
-                self.call(operation, what, **params)
-                say.say(f"{what}: RDS accepted the request; creating NEW instance {instance_id}")
-            except ApiError as error:
-                if not is_code(error, "DBInstanceAlreadyExists"):
-                    raise
-                # Another replica (or a retry racing this one) got there first: adopt it only if it is ours.
-                existing = self.instance(instance_id)
-                if existing is None:
-                    raise
+            self.call(operation, what, **params)
+            say.say(f"{what}: RDS accepted the request; creating NEW instance {instance_id}")
+
+        existing = self.create_unless_there(
+            lambda: self.instance(instance_id), create, exists="DBInstanceAlreadyExists"
+        )
         if existing is not None:
             self.claim(existing, run_id=tags[RUN_TAG], expect=expect)
             say.say(f"{instance_id} exists from this run ({existing.status}): waiting for it, not creating it again")

@@ -192,6 +192,27 @@ class RdsApi:
                 raise translate(error, "connecting to AWS RDS") from None
         return self._client
 
+    def create_unless_there(
+        self, find: Callable[[], Resource | None], create: Callable[[], None], *, exists: str
+    ) -> Resource | None:
+        """Call `create()` unless `find()` already sees the resource; the one found (to claim), or None if created.
+
+        AWS answering `exists` to the create means another replica, or a retry racing this one, got there
+        first: it is found again and returned, to be adopted only if claim() says it is ours.
+        """
+        existing = find()
+        if existing is not None:
+            return existing
+        try:
+            create()
+        except ApiError as error:
+            if not is_code(error, exists):
+                raise
+            existing = find()
+            if existing is None:
+                raise
+        return existing
+
     # --- claiming and waiting -----------------------------------------------------------------------
 
     def claim(self, existing: Resource, *, run_id: str | None, expect: Mapping[str, str]) -> None:

@@ -249,22 +249,19 @@ class AuroraRestore:
         expect = {key: value for key, value in tags.items() if key != RUN_TAG}
         if source.named:
             say.say(f"{source.named} is an instance of Aurora cluster {source.cluster}: restoring the cluster")
-        layout: _Layout | None = None
-        existing = api.cluster(cluster_id)
-        if existing is None:
-            layout = self._layout(source)
-            try:
-                api.call(operation, what, **params, **layout.cluster, Tags=tag_list(tags))
-                say.say(f"{what}: RDS accepted the request; creating NEW Aurora cluster {cluster_id}")
-                for note in layout.notes:
-                    say.say(note)
-            except ApiError as error:
-                if not is_code(error, "DBClusterAlreadyExistsFault"):
-                    raise
-                # Another replica (or a retry racing this one) got there first: adopt it only if it is ours.
-                existing = api.cluster(cluster_id)
-                if existing is None:
-                    raise
+        made: list[_Layout] = []  # the layout worked out to create the cluster, reused for its instance
+
+        def create() -> None:
+            made.append(layout := self._layout(source))
+            api.call(operation, what, **params, **layout.cluster, Tags=tag_list(tags))
+            say.say(f"{what}: RDS accepted the request; creating NEW Aurora cluster {cluster_id}")
+            for note in layout.notes:
+                say.say(note)
+
+        existing = api.create_unless_there(
+            lambda: api.cluster(cluster_id), create, exists="DBClusterAlreadyExistsFault"
+        )
+        layout = made[0] if made else None
         if existing is not None:
             api.claim(existing, run_id=tags[RUN_TAG], expect=expect)
             say.say(f"{cluster_id} exists from this run ({existing.status}): waiting for it, not creating it again")
@@ -288,30 +285,28 @@ class AuroraRestore:
     ) -> None:
         """Create the NEW cluster's instance, or adopt this run's: a restored cluster has none."""
         instance_id = writer_id(cluster.id)
-        existing = self.api.instance(instance_id)
+
+        def create() -> None:
+            shape = layout or self._layout(source)
+            self.api.call(
+                "create_db_instance",
+                f"creating instance {instance_id} in the NEW Aurora cluster {cluster.id}",
+                DBInstanceIdentifier=instance_id,
+                DBClusterIdentifier=cluster.id,
+                Engine=cluster.engine or source.engine,
+                Tags=tag_list(tags),
+                **shape.instance,
+            )
+            say.say(
+                f"{cluster.id} is available with no instance yet: creating its instance {instance_id} "
+                f"({shape.instance['DBInstanceClass']})"
+            )
+
+        existing = self.api.create_unless_there(
+            lambda: self.api.instance(instance_id), create, exists="DBInstanceAlreadyExists"
+        )
         if existing is None:
-            layout = layout or self._layout(source)
-            try:
-                self.api.call(
-                    "create_db_instance",
-                    f"creating instance {instance_id} in the NEW Aurora cluster {cluster.id}",
-                    DBInstanceIdentifier=instance_id,
-                    DBClusterIdentifier=cluster.id,
-                    Engine=cluster.engine or source.engine,
-                    Tags=tag_list(tags),
-                    **layout.instance,
-                )
-                say.say(
-                    f"{cluster.id} is available with no instance yet: creating its instance {instance_id} "
-                    f"({layout.instance['DBInstanceClass']})"
-                )
-                return
-            except ApiError as error:
-                if not is_code(error, "DBInstanceAlreadyExists"):
-                    raise
-                existing = self.api.instance(instance_id)
-                if existing is None:
-                    raise
+            return
         self._claim_instance(existing, cluster_id=cluster.id, run_id=tags[RUN_TAG], expect=expect)
         say.say(f"{instance_id} exists from this run ({existing.status}): waiting for it, not creating it again")
 
