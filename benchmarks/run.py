@@ -73,7 +73,7 @@ URL_ENV = "ROLLBACK_BENCH_DATABASE_URL"
 README = ROOT / "README.md"
 RESULTS = ROOT / "benchmarks" / "results.md"
 DRY_RUN_PLAN_PREFIX = "[DRY RUN] Rollback plan for prod"
-HELP, STATUS, DRY_RUN = "help", "status", "prod --dry-run"
+HELP, STATUS, DRY_RUN, PLAN = "help", "status", "prod --dry-run", "prod"
 MIX = (DRY_RUN, HELP, STATUS)  # the burst, interleaved: 200 requests → 67 dry runs
 
 
@@ -128,17 +128,18 @@ def measure(incident: Incident, *, n: int, concurrency: int, rounds: int, errors
             bot_checks: dict[str, Check] = {
                 HELP: expect(200, "/rollback ENV"),
                 STATUS: expect(200, "prod-"),  # lists the plan the warm-up left waiting
+                PLAN: expect(200, "planning a rollback of prod"),
                 DRY_RUN: expect(200, "planning a rollback of prod (dry run)"),
             }
             bare_checks = {text: expect(200) for text in MIX}  # it only acks: 200, empty body
             forged = {HELP: expect(401)}
 
             # Warm-up, not measured: the client process, imports, connections, Bolt's auth.test, the
-            # first plan (which stays waiting, so `status` has one plan to list, as during an incident).
+            # first plan (not a dry run: it stays waiting, so `status` has one plan to list, as during an incident).
             say("warming up…")
             clients.burst(workspace.app_url, [HELP] * concurrency, concurrency=concurrency, checks=bot_checks)
             clients.burst(bare.url, mixed(3 * concurrency), concurrency=concurrency, checks=bare_checks)
-            clients.burst(workspace.app_url, [DRY_RUN], concurrency=1, checks=bot_checks)
+            clients.burst(workspace.app_url, [PLAN], concurrency=1, checks=bot_checks)
             workspace.settle(timeout=SETTLE_TIMEOUT_S)
             clients.burst(workspace.app_url, [STATUS], concurrency=1, checks=bot_checks)
             clients.burst(workspace.app_url, [HELP], concurrency=1, checks=forged, forge=True)

@@ -135,7 +135,8 @@ def cancel_waiting(ctx: SlackContext, *, run_id: str | None, user: str, channel:
     """`/rollback cancel [RUN_ID]`: the named plan, else the one waiting for approval in this channel."""
     if run_id is None:
         store = ctx.services.store
-        waiting = [r for r in store.list_runs(limit=50, statuses=("planned",)) if r.meta.get("channel") == channel]
+        planned = store.list_runs(limit=50, statuses=("planned",), dry_run=False)  # a dry run waits for nobody
+        waiting = [r for r in planned if r.meta.get("channel") == channel]
         if not waiting:
             reply.say("There is no plan waiting for approval in this channel.")
             return

@@ -75,7 +75,8 @@ def _runs_text(ctx: SlackContext, kind: str) -> str:
     store = ctx.services.store
     heartbeat_timeout = ctx.services.config.settings.bot.heartbeat_timeout
     if kind == "status":
-        runs = store.list_runs(limit=20, statuses=("planned", "approved", "running", "failed"))
+        # A dry run is recorded "planned" but waits for nobody: it is not running or waiting.
+        runs = store.list_runs(limit=20, statuses=("planned", "approved", "running", "failed"), dry_run=False)
         if not runs:
             return "No rollback is running or waiting."
     else:

@@ -170,7 +170,7 @@ def test_a_plan_asked_during_a_burst_is_made_after_it_and_posted_once(
 def test_status_is_one_read_of_the_store_and_shows_a_dead_run_as_interrupted(
     slack: SlackWorkspace, services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    waiting = lifecycle.propose(services, RollbackRequest(env="prod", requested_by=ALICE, dry_run=True))[0]
+    waiting = lifecycle.propose(services, RollbackRequest(env="prod", requested_by=ALICE))[0]
     dead = lifecycle.propose(services, RollbackRequest(env="prod", requested_by=ALICE))[0]
     assert services.store.transition(dead.id, from_=["planned"], to="running", started_at=now())
     services.store.update_run(dead.id, heartbeat_at=now() - timedelta(hours=1))  # its process stopped long ago
@@ -196,12 +196,12 @@ def test_status_is_one_read_of_the_store_and_shows_a_dead_run_as_interrupted(
 def test_a_burst_of_status_requests_shares_reads_and_each_sees_what_was_there_before_it(
     slack: SlackWorkspace, services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    run = lifecycle.propose(services, RollbackRequest(env="prod", requested_by=ALICE, dry_run=True))[0]
+    run = lifecycle.propose(services, RollbackRequest(env="prod", requested_by=ALICE))[0]
     real = services.store.list_runs
     reads = []
 
     def slow_list_runs(**kwargs: Any) -> Any:
-        if threading.current_thread().name.startswith("bolt-listener"):  # a status ack, not the bot's timers
+        if threading.current_thread().name.startswith("bolt-listener"):  # a status answer, not the bot's timers
             reads.append(kwargs)
             time.sleep(0.1)  # a slow store: requests pile up behind a read
         return real(**kwargs)

@@ -394,3 +394,16 @@ def test_a_deploy_that_changed_no_files_rolls_back_with_nothing_to_push(
     assert code.status == "ok" and "nothing to push" in code.summary
     assert remote_head(incident) == deployed  # nothing was pushed
     assert database_contents(incident.db_url) == good_contents()  # and the rest of the rollback went on
+
+
+def test_status_leaves_out_dry_runs_and_history_keeps_them(
+    incident: Incident, services: Services, capsys: pytest.CaptureFixture[str]
+) -> None:
+    request = RollbackRequest(env="prod", requested_by="U0ALICE", dry_run=True, source="slack")
+    dry, _ = lifecycle.propose(services, request)  # as a Slack dry run leaves it: recorded "planned"
+    assert dry.dry_run and dry.status == "planned"
+    assert run_cli(incident, "status") == 0
+    status = capsys.readouterr().out
+    assert "No rollback in progress." in status and dry.id not in status  # it waits for no approver
+    assert run_cli(incident, "history") == 0
+    assert dry.id in capsys.readouterr().out

@@ -181,6 +181,8 @@ def test_help_status_history_and_the_modal(slack: SlackWorkspace, services: Serv
     assert runs[0].plan["code"] == "revert"  # "the environment's default" picks the configured strategy
     slack.slash(ALICE, "history")
     assert any(runs[0].id in t for t in slack.ephemeral_texts(ALICE))
+    slack.slash(ALICE, "status")  # a dry run is recorded "planned" but waits for no approver
+    assert "No rollback is running" in slack.ephemeral_texts(ALICE)[-1]
 
 
 def test_app_home_shows_runs_and_environments(slack: SlackWorkspace) -> None:

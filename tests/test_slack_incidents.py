@@ -217,8 +217,12 @@ def test_a_plan_nobody_approves_expires_on_its_own(slack: SlackWorkspace, servic
 
 
 def test_rollback_cancel_withdraws_the_waiting_plan(slack: SlackWorkspace, services: Services) -> None:
-    slack.slash(ALICE, "cancel")
-    assert any("no plan waiting" in t for t in slack.ephemeral_texts(ALICE))
+    slack.slash(ALICE, "prod --dry-run")
+    slack.settle()
+    slack.slash(ALICE, "cancel")  # a dry run waits for nobody: it is not the plan to cancel
+    slack.settle()
+    assert any("There is no plan waiting" in t for t in slack.ephemeral_texts(ALICE))
+    assert services.store.list_runs()[0].status == "planned"
     slack.slash(ALICE, "prod")
     plan = slack.latest()
     slack.slash(ALICE, "cancel")

@@ -101,7 +101,7 @@ def _engine_command(services: Services, args: argparse.Namespace) -> int:
         return 0
     if command == "status":
         store = services.store
-        active = store.list_runs(limit=50, statuses=("running", "failed", "planned"))
+        active = store.list_runs(limit=50, statuses=("running", "failed", "planned"), dry_run=False)
         locks = [lock for env in services.config.settings.environments if (lock := store.lock_for(env))]
         print(status_text([lifecycle.view(services, r.id) for r in active], locks))
         print(readiness_text(services))

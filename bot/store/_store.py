@@ -122,12 +122,17 @@ class Store(ReadinessRecords):
             raise RunNotFound(f"no run {run_id!r}", hint="see `rollback-bot history` for run IDs")
         return _run(row)
 
-    def list_runs(self, *, limit: int = 20, env: str | None = None, statuses: Sequence[str] = ()) -> list[RunRecord]:
+    def list_runs(
+        self, *, limit: int = 20, env: str | None = None, statuses: Sequence[str] = (), dry_run: bool | None = None
+    ) -> list[RunRecord]:
+        """The newest runs first; `dry_run` False leaves dry runs out (they wait for nobody), True keeps only them."""
         query = runs.select().order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit)
         if env:
             query = query.where(runs.c.env == env)
         if statuses:
             query = query.where(runs.c.status.in_(list(statuses)))
+        if dry_run is not None:
+            query = query.where(runs.c.dry_run == dry_run)
         with self.transaction() as conn:
             return [_run(row) for row in conn.execute(query).mappings()]
 
