@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from bot import format as fmt
+from bot.backends.base import aurora_writer_id
 from bot.engine.checklist import PHASE_TITLES, PHASES
 from bot.engine.plan import Plan
 from bot.engine.readiness import environment_readiness
@@ -22,8 +23,8 @@ CODE_WORDS = {
 }
 DB_WORDS = {
     "dump": "restore from a dump (restored aside, then swapped in)",
-    "rds-snapshot": "restore an RDS snapshot (creates a NEW instance)",
-    "rds-pitr": "RDS point-in-time restore (creates a NEW instance)",
+    "rds-snapshot": "restore an RDS snapshot (creates a NEW instance, or for Aurora a NEW cluster)",
+    "rds-pitr": "RDS point-in-time restore (creates a NEW instance, or for Aurora a NEW cluster)",
     "none": "none",
 }
 
@@ -50,6 +51,8 @@ def plan_text(plan: Plan) -> str:
         )
     if db.new_instance:
         lines.append(f"  new instance   {db.new_instance} (RDS restores never touch the old instance; repoint the app)")
+        writer = aurora_writer_id(db.new_instance)
+        lines.append(f"                 Aurora: a new cluster {db.new_instance} with its writer {writer}")
     if db.prestaged:
         lines.append(f"  prestaged      {db.standby_note}")
     if db.pre_dump and db.prestaged:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from bot.backends.base import aurora_writer_id
 from bot.engine.approval import risky_choices
 from bot.engine.plan import Plan
 from bot.render_text import CODE_WORDS, DB_WORDS
@@ -110,7 +111,8 @@ def _code_and_database(plan: Plan, now: datetime) -> str:
         lines.append(f"*Restore from*: {code(db.source, limit=300)}" + (f" ({label})" if label else ""))
     if db.new_instance:
         lines.append(
-            f"*New RDS instance*: {code(db.new_instance, limit=100)}: the old instance is not touched; "
+            f"*New RDS instance*: {code(db.new_instance, limit=100)} (Aurora: a new cluster of that name, with its"
+            f" writer {code(aurora_writer_id(db.new_instance), limit=120)}): the old one is not touched; "
             "the app must be pointed at the new endpoint"
         )
     if db.prestaged:

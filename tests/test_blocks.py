@@ -614,3 +614,10 @@ def test_help_ephemeral_and_errors() -> None:
     assert "<@U0BOB0001>" in said and "<!here>" not in said
     error = blocks.error_blocks(message="unknown environment `prd`", hint="known: prod, staging")
     assert "❌ unknown environment `prd`" in valid_message(error) and "known: prod, staging" in json.dumps(error)
+
+
+def test_an_rds_plan_names_the_new_instance_and_what_aurora_creates_instead() -> None:
+    database = DatabasePlan(engine="postgres", action="rds-snapshot", source="snap-1", new_instance="prod-restored")
+    text = valid_message(blocks.plan_blocks(run_id="r", plan=make_plan(database=database), now=NOW, expires_at=NOW))
+    assert "*New RDS instance*: `prod-restored`" in text
+    assert "Aurora: a new cluster of that name, with its writer `prod-restored-instance-1`" in text

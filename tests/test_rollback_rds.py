@@ -43,7 +43,9 @@ def test_rds_snapshot_restore_creates_a_new_instance_and_says_where(
 ) -> None:
     live = database_contents(incident.db_url)
     assert main(["plan", "prod", "--db", "rds-snapshot", "--config", str(incident.config_path)]) == 0
-    assert "new instance   prod-restore-new" in capsys.readouterr().out
+    plan = capsys.readouterr().out
+    assert "new instance   prod-restore-new" in plan
+    assert "Aurora: a new cluster prod-restore-new with its writer prod-restore-new-instance-1" in plan
     assert main(["run", "prod", "--force", "--db", "rds-snapshot", "--config", str(incident.config_path)]) == 0
     out = capsys.readouterr().out
     new = aws.instance("prod-restore-new")
@@ -51,7 +53,7 @@ def test_rds_snapshot_restore_creates_a_new_instance_and_says_where(
     endpoint = new["Endpoint"]["Address"]
     assert endpoint in out  # the new endpoint is in the step's output…
     assert f"Update the DATABASE_URL environment variable to {endpoint}" in out  # …and in the checklist
-    assert "Plan the old RDS instance's cleanup" in out
+    assert "Plan the old RDS instance's (or Aurora cluster's) cleanup" in out
     assert aws.instance("prod-db") is not None  # the old instance is untouched
     assert database_contents(incident.db_url) == live  # and so is the live database it was serving
     dumps = list((incident.root / "backups" / "prod").glob("pre-rollback-*.dump"))

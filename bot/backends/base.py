@@ -371,3 +371,12 @@ class RdsRestorer(Protocol):
         restore_time: datetime | None = None,  # None: the latest restorable time
         progress: Progress = no_progress,
     ) -> RdsRestoreResult: ...
+
+
+AURORA_WRITER_SUFFIX = "-instance-1"  # the console's name for a cluster's first instance
+
+
+def aurora_writer_id(cluster_id: str) -> str:
+    """The one instance of a NEW Aurora cluster the bot restores (bot/backends/rds_cluster.py); here,
+    with no AWS import, so that plans can name it."""
+    return f"{cluster_id}{AURORA_WRITER_SUFFIX}"

@@ -33,19 +33,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from bot.backends.base import AURORA_WRITER_SUFFIX as INSTANCE_SUFFIX
 from bot.backends.base import Progress, RdsRestoreResult, no_progress
+from bot.backends.base import aurora_writer_id as writer_id
 from bot.backends.rds_aws import LATEST, RESTORE_TIME_TAG, RUN_TAG, SOURCE_TAG, RdsApi, Resource, is_code, tag_list
 from bot.backends.rds_errors import ApiError, failed
 from bot.backends.reporter import Reporter
 from bot.errors import RdsError
 
-INSTANCE_SUFFIX = "-instance-1"  # the console's name for a cluster's first instance
 MAX_ID = 63  # RDS's limit for a DB instance identifier
-
-
-def writer_id(cluster_id: str) -> str:
-    """The NEW cluster's one instance."""
-    return f"{cluster_id}{INSTANCE_SUFFIX}"
 
 
 @dataclass(frozen=True)

@@ -88,7 +88,7 @@ def build_checklist(facts: ChecklistFacts) -> list[ChecklistItem]:
     else:
         add("medium_term", "git-cleanup", "Clean up temporary git branches")
     if rds:
-        add("medium_term", "rds-cleanup", "Plan the old RDS instance's cleanup")
+        add("medium_term", "rds-cleanup", "Plan the old RDS instance's (or Aurora cluster's) cleanup")
     add("medium_term", "review", "Conduct the post-incident review")
     add("medium_term", "procedures", "Update rollback procedures based on learnings")
     return items
