@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -420,6 +421,68 @@ def test_the_scratch_database_of_a_drill_killed_mid_restore_is_dropped_by_the_ne
         cleaned.scratch["dropped"] is True and f"dropped the scratch database {scratch}" in cleaned.details["cleanup"]
     )
     assert on_the_server(incident) == [incident.db_name]
+
+
+CRASHING_SCHEDULED_DRILL = """
+import sys, time
+from bot.config import load_config
+from bot.engine.drills import start_drill
+from bot.services import build_services
+services = build_services(config=load_config(sys.argv[1]))
+start_drill(services, "prod", requested_by="schedule", source="schedule", occurrence="drill:prod@crash")
+print("started", flush=True)
+time.sleep(600)
+"""
+
+
+def a_day_off(timers: Timers) -> None:
+    key = drill_timer_key("prod")
+    timers.schedule(key, kind=TimerKind.DRILL, due_at=now() + timedelta(hours=24), every=timedelta(hours=24))
+
+
+@pytest.mark.incident_config(extra_env=CHECKS)
+def test_a_scheduled_drill_cut_off_by_a_crash_is_tried_again_soon_not_a_period_later(
+    services: Services, incident: Incident
+) -> None:
+    take_snapshot(services, "prod", actor="deploy-pipeline")
+    timers = Timers(services.store)
+    a_day_off(timers)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CRASHING_SCHEDULED_DRILL, str(incident.config_path)],
+        env=dict(os.environ),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    (crashed,) = services.store.unfinished_checks(kind="drill")
+    assert crashed.source == "schedule" and crashed.pid == proc.pid
+
+    assert drill(services).status == "passed"  # a manual drill meanwhile cleans the crashed one up first
+    assert services.store.check(crashed.id).status == "interrupted"
+    (timer,) = timers.pending()
+    assert now() < timer.due_at <= now() + timedelta(minutes=5)  # the schedule's proof comes the same day
+    assert timer.every == timedelta(hours=24)  # and the period stays as configured
+    assert any("tried again at" in e.detail for e in services.store.audit_trail() if e.action == "drill.retry")
+
+
+@pytest.mark.incident_config(extra_env=CHECKS)
+def test_a_scheduled_drill_stopped_by_a_shutdown_is_tried_again_soon(services: Services) -> None:
+    take_snapshot(services, "prod", actor="deploy-pipeline")
+    timers = Timers(services.store)
+    key = drill_timer_key("prod")
+    timers.schedule(key, kind=TimerKind.DRILL, due_at=now(), every=timedelta(hours=24), payload={"env": "prod"})
+    worker = DrillWorker()
+    worker.cancel.set()  # the bot is shutting down as the drill starts
+    assert TimerPoller(timers, timer_handlers(services, drills=worker), holder="a").tick() == 1
+    assert worker.wait_idle(120)
+    (check,) = services.store.checks("prod", kind="drill")
+    assert check.status == "interrupted"
+    (timer,) = timers.pending()
+    assert now() < timer.due_at <= now() + timedelta(minutes=5)
 
 
 def test_a_second_drill_of_an_environment_waits_for_the_first(services: Services) -> None:

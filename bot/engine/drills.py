@@ -2,7 +2,8 @@
 
 A backup that does not restore must be found today, not during the incident. A drill:
 1. cleans up drills a crash cut off (their process is dead on this host, or elsewhere their heartbeat
-   stopped STALE_AFTER ago): each scratch database is dropped by the name it wrote down, the drill marked interrupted;
+   stopped STALE_AFTER ago): each scratch database is dropped by the name it wrote down, the drill marked
+   interrupted, and a scheduled one tried again soon (drill_schedule.retry_cut_off_drill);
 2. is recorded as running, once per timer occurrence across replicas (the store's unique occurrence);
 3. fetches the restore point's dump from the artifact store and checks its recorded size and sha256;
 4. restores it into `<live>_rb_drill_<tag>` with a rollback's own restore (bot/backends/scratch.py), the
@@ -17,6 +18,7 @@ Scheduled drills come from the durable timers (drill_schedule.py); `rollback-bot
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import replace
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from bot.backends.base import Progress, no_progress
 from bot.backends.scratch import drop_scratch
+from bot.engine.drill_schedule import SCHEDULE, retry_cut_off_drill
 from bot.engine.drill_steps import DrillSteps, StartedDrill
 from bot.engine.drill_story import alert
 from bot.errors import InvalidState, RollbackError
@@ -34,6 +37,7 @@ from bot.store import ReadinessCheck, now, parse_iso
 if TYPE_CHECKING:
     from bot.services import Services
 
+log = logging.getLogger(__name__)
 STALE_AFTER = timedelta(minutes=5)  # no heartbeat for this long: the drill's process is gone
 
 
@@ -140,6 +144,8 @@ def finish_drill(
             env=check.env,
             detail=f"drill #{check.id}" + (f": {reason}" if reason else f", {details.get('total_rows', 0)} rows"),
         )
+        if status == "interrupted" and check.source == SCHEDULE:  # e.g. the bot shut down: it proved nothing
+            _retry(services, check.env)
     return store.check(check.id)
 
 
@@ -187,10 +193,22 @@ def _clean_up(services: Services, check: ReadinessCheck) -> str:
     failure = "interrupted: the drill's process stopped before it ended" + (f"; {note}" if note else "")
     scratch = check.scratch | ({"dropped": dropped} if name else {})
     details = check.details | {"cleanup": note or "nothing to drop"}
+    retried = None
     if services.store.finish_check(
         check.id, status="interrupted", seconds=None, details=details, failure=failure, scratch=scratch
     ):
         services.store.record(
             actor="rollback-bot", action="drill.interrupted", env=check.env, detail=f"drill #{check.id}: {failure}"
         )
-    return f"drill #{check.id} of {check.env} had been cut off by a crash: {note or 'it had made nothing yet'}"
+        retried = _retry(services, check.env) if check.source == SCHEDULE else None
+    said = f"drill #{check.id} of {check.env} had been cut off by a crash: {note or 'it had made nothing yet'}"
+    return said + (f"; {retried}" if retried else "")
+
+
+def _retry(services: Services, env: str) -> str | None:
+    """A scheduled drill that did not end proved nothing: its timer is brought forward (never fails the caller)."""
+    try:
+        return retry_cut_off_drill(services, env)
+    except Exception:  # the store is down: the drill runs at its next period, as before
+        log.warning("could not bring the drill of %s forward", env, exc_info=True)
+        return None
