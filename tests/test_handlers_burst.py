@@ -201,7 +201,7 @@ def test_a_burst_of_status_requests_shares_reads_and_each_sees_what_was_there_be
     reads = []
 
     def slow_list_runs(**kwargs: Any) -> Any:
-        if threading.current_thread().name.startswith("bolt-listener"):  # a status answer, not the bot's timers
+        if threading.current_thread().name.startswith("bolt-listener"):  # a status ack, not the bot's timers
             reads.append(kwargs)
             time.sleep(0.1)  # a slow store: requests pile up behind a read
         return real(**kwargs)

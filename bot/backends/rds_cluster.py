@@ -33,9 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from bot.backends.base import AURORA_WRITER_SUFFIX as INSTANCE_SUFFIX
-from bot.backends.base import Progress, RdsRestoreResult, no_progress
-from bot.backends.base import aurora_writer_id as writer_id
+from bot.backends.base import AURORA_WRITER_SUFFIX, Progress, RdsRestoreResult, aurora_writer_id, no_progress
 from bot.backends.rds_aws import LATEST, RESTORE_TIME_TAG, RUN_TAG, SOURCE_TAG, RdsApi, Resource, is_code, tag_list
 from bot.backends.rds_errors import ApiError, failed
 from bot.backends.reporter import Reporter
@@ -150,12 +148,12 @@ class AuroraRestore:
 
     def check(self, source: AuroraSource, *, cluster_id: str, run_id: str | None) -> None:
         """The NEW cluster and its instance are free or this run's, and the instance can be given a class."""
-        instance_id = writer_id(cluster_id)
+        instance_id = aurora_writer_id(cluster_id)
         if len(instance_id) > MAX_ID:
             raise RdsError(
                 f"restore_instance_id {cluster_id} is too long for an Aurora restore: its instance {instance_id} "
                 f"would be over RDS's {MAX_ID} characters",
-                hint=f"set restore_instance_id to at most {MAX_ID - len(INSTANCE_SUFFIX)} characters",
+                hint=f"set restore_instance_id to at most {MAX_ID - len(AURORA_WRITER_SUFFIX)} characters",
             )
         expect = {SOURCE_TAG: source.tag}
         cluster = self.api.cluster(cluster_id)
@@ -263,7 +261,7 @@ class AuroraRestore:
             say.say(f"{cluster_id} exists from this run ({existing.status}): waiting for it, not creating it again")
         cluster = api.wait("cluster", cluster_id, say=say, started=started)
         self._instance(source, cluster, layout, tags=tags, expect=expect, say=say)
-        instance = api.wait("instance", writer_id(cluster_id), say=say, started=started)
+        instance = api.wait("instance", aurora_writer_id(cluster_id), say=say, started=started)
         final = api.cluster(cluster_id)
         if final is None or not final.ready:
             final = api.wait("cluster", cluster_id, say=say, started=started)
@@ -280,7 +278,7 @@ class AuroraRestore:
         say: Reporter,
     ) -> None:
         """Create the NEW cluster's instance, or adopt this run's: a restored cluster has none."""
-        instance_id = writer_id(cluster.id)
+        instance_id = aurora_writer_id(cluster.id)
 
         def create() -> None:
             shape = layout or self._layout(source)
