@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 
@@ -12,6 +13,7 @@ from bot.engine.events import Event, StepProgress
 from bot.engine.lifecycle import Actor
 from bot.engine.plan import RollbackRequest
 from bot.services import Services
+from bot.store import now
 from sandbox.flag_servers import LaunchDarklyServer, UnleashServer
 from sandbox.scenario import Incident
 
@@ -116,6 +118,8 @@ def test_a_vendor_failure_half_way_says_which_flags_are_off_and_retry_finishes(
         lifecycle.resume(services, record.id, decision="retry", actor=Actor("carol", "terminal")).status == "succeeded"
     )
     assert not launchdarkly.flag_on("new-pricing")
+    checkout_writes = [r for r in launchdarkly.requests if r.method == "PATCH" and r.path.endswith("/new-checkout")]
+    assert len(checkout_writes) == 1  # the retry did not write again a flag the first attempt turned off
     lines = lifecycle.undo_flags(services, record.id, actor=Actor("carol", "terminal"))
     assert len(lines) == 2 and launchdarkly.flag_on("new-checkout") and launchdarkly.flag_on("new-pricing")
 
@@ -138,3 +142,29 @@ base_url = "{unleash.base_url}"
         )
         assert run(incident, "run", "prod", "--force", "--db", "none", "--code", "none") == 0
         assert not unleash.flag_on("new-checkout")
+
+
+def test_a_flag_already_off_is_not_written_and_a_retry_after_a_crash_writes_nothing_twice(
+    launchdarkly: LaunchDarklyServer, flagged: Incident, services: Services
+) -> None:
+    """kill -9 can land after the vendor took the write but before the journal took the outcome; the
+    retry reads the flag off and must not write again, yet still count it as this run's (undo puts it back)."""
+
+    def crash_after_the_writes(event: Event) -> None:
+        if isinstance(event, StepProgress) and event.step == "flags" and "new-pricing is off" in event.message:
+            raise KeyboardInterrupt  # the process dies here: flags written, outcome not journaled
+
+    launchdarkly.set_flag("new-checkout", False)  # already off before the rollback
+    record, _ = lifecycle.propose(services, RollbackRequest(env="prod", requested_by="alice", db="none"))
+    with pytest.raises(KeyboardInterrupt):
+        lifecycle.start(services, record.id, actor=Actor("carol", "terminal"), reporters=[crash_after_the_writes])
+    services.store.update_run(record.id, pid=None, heartbeat_at=now() - timedelta(minutes=10))  # that process is gone
+    assert [r.path for r in launchdarkly.requests if r.method == "PATCH"] == ["/api/v2/flags/default/new-pricing"]
+
+    done = lifecycle.resume(services, record.id, decision="retry", actor=Actor("carol", "terminal"))
+    assert done.status == "succeeded"
+    assert len([r for r in launchdarkly.requests if r.method == "PATCH"]) == 1  # nothing written twice
+    flags_step = next(s for s in services.store.steps(record.id) if s.name == "flags")
+    assert flags_step.summary.startswith("turned off 1 flag(s): new-pricing; already off: new-checkout")
+    lifecycle.undo_flags(services, record.id, actor=Actor("carol", "terminal"))
+    assert launchdarkly.flag_on("new-pricing") and not launchdarkly.flag_on("new-checkout")

@@ -53,16 +53,26 @@ def feature_flags(ctx: StepContext) -> StepOutcome:
     ctx.store.note_step(ctx.run_id, "flags", FlagsOutcome(before=recorded).to_details())  # before anything changes
     after: dict[str, list[FlagRow]] = {}
     turned_off: list[str] = []
+    already_off: list[str] = []
     for provider, states in before:
         rows = after.setdefault(provider.describe(), [])
+        first_seen = {row.key: row for row in recorded[provider.describe()]}
         for state in states:
+            if state.on is False:
+                # No write for a flag the vendor reports off: after a crash, the earlier attempt's write
+                # is not repeated (it counts as ours if the journal saw the flag on before it).
+                rows.append(FlagRow.of(state))
+                (turned_off if first_seen[state.key].on else already_off).append(state.key)
+                ctx.progress(f"{provider.describe()}: {state.key} is already off")
+                continue
             try:
                 new = provider.turn_off(state.key)
             except RollbackError as error:
                 still_on = [s.key for _, ss in before for s in ss if s.on and s.key not in turned_off]
+                off = turned_off + already_off
                 raise FlagError(
                     f"{provider.describe()}: could not turn off {state.key}: {error.message}",
-                    hint=f"already off: {', '.join(turned_off) or 'none'}; still on: {', '.join(still_on) or 'none'}. "
+                    hint=f"already off: {', '.join(off) or 'none'}; still on: {', '.join(still_on) or 'none'}. "
                     "Retry, or turn them off in the vendor's console",
                     details=FlagsOutcome(before=recorded, after=after).to_details(),
                 ) from None
@@ -76,9 +86,12 @@ def feature_flags(ctx: StepContext) -> StepOutcome:
             hint="check the vendor's console; retry",
             details=FlagsOutcome(before=recorded, after=after).to_details(),
         )
+    summary = f"turned off {len(turned_off)} flag(s): {', '.join(turned_off) or 'none'}"
+    if already_off:
+        summary += f"; already off: {', '.join(already_off)}"
     return StepOutcome(
         "ok",
-        f"turned off {len(turned_off)} flag(s): {', '.join(turned_off)} (states before are recorded)",
+        f"{summary} (states before are recorded)",
         FlagsOutcome(before=recorded, after=after, turned_off=turned_off).to_details(),
     )
 
