@@ -29,6 +29,7 @@ class Outcome:
     plans_check: str  # "" when each dry run produced exactly one plan message
     settle_s: float  # c's first request sent → all of c's plans posted
     bot_errors: list[str]
+    slack_in_process: bool = False  # the Web API stand-in served from the bot's process (--slack-in-process)
 
 
 @dataclass(frozen=True)
@@ -139,12 +140,16 @@ def paragraph(outcome: Outcome, *, n: int, concurrency: int, rounds: int, when: 
     )
     if outcome.bot_errors:
         plans += f"; the bot logged {len(outcome.bot_errors)} error(s), first: `{outcome.bot_errors[0]}`"
+    stand_in = "in the bot's process" if outcome.slack_in_process else "in a process of its own, as Slack is"
     return (
         f"{headline}. Planning before acking would cost {fmt(d.pct(50))} ms at p50 one at a time (d) and "
         f"{fmt(d_burst.pct(99))} ms at p99 under the burst (d′). c′ holds the background plans back "
         f"(p99 {fmt(c_held.pct(99))} ms against c's {fmt(c.pct(99))}). Measured {when:%Y-%m-%d} on {host} with "
-        f"`{REPRODUCE} --requests {n} --concurrency {concurrency} --rounds {rounds}`: the bot (waitress, "
-        f"127.0.0.1) on the sandbox incident, and in its own process a bare Bolt app (same signing secret, one "
+        f"`{REPRODUCE} --requests {n} --concurrency {concurrency} --rounds {rounds}"
+        f"{' --slack-in-process' if outcome.slack_in_process else ''}`: the bot (waitress, "
+        f"127.0.0.1) on the sandbox incident, posting to the Slack Web API stand-in "
+        f"{stand_in}, "
+        f"and in its own process a bare Bolt app (same signing secret, one "
         f"`/rollback` listener that only acks, the same waitress setup on another port). Every burst is {n} "
         f"signed requests from {concurrency} client threads (in a separate process) released together, timed from "
         f"send to HTTP response; percentiles are nearest-rank. c and m run {rounds} times, each right after the "

@@ -18,14 +18,15 @@ shared and noisy, so the ratios matter more than the milliseconds):
   e.  forged signature              Bolt's 401
 
 Every burst is N signed requests from C client threads released together (in a separate process, as
-Slack is), against the real app served by waitress on 127.0.0.1 (sandbox.slack_harness), or against
+Slack is), against the real app served by waitress on 127.0.0.1 (sandbox.slack_harness; the Web API
+stand-in it posts to runs in a process of its own, as Slack does: benchmarks/_ack_slack.py), or against
 the bare app (benchmarks/_ack_bare.py: its own process, the same waitress setup, another port); d
 is the planning call made N times in a row in this process, d′ the same from C threads. Latency is
 wall time from sending a request to its HTTP response (the ack). Then the bot is left to settle, and
 every dry run must have produced exactly one plan message in the channel; if not, or if any answer
 was wrong, the exit status is 1 (a missed goal is reported, not an error). See benchmarks/README.md.
 
-    .venv/bin/python benchmarks/run.py [--requests N] [--concurrency C] [--write-readme]
+    .venv/bin/python benchmarks/run.py [--requests N] [--concurrency C] [--slack-in-process] [--write-readme]
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -60,6 +61,7 @@ from benchmarks._ack_report import (  # noqa: E402
     replace_between_markers,
     report,
 )
+from benchmarks._ack_slack import SlackApiElsewhere  # noqa: E402
 from bot.config import load_config  # noqa: E402
 from bot.engine.story import run_key  # noqa: E402
 from bot.outbox import Outbox  # noqa: E402
@@ -115,12 +117,15 @@ def plan_workers_held(workspace: SlackWorkspace) -> Iterator[None]:
         release.set()
 
 
-def measure(incident: Incident, *, n: int, concurrency: int, rounds: int, errors: ErrorLog) -> Outcome:
+def measure(
+    incident: Incident, *, n: int, concurrency: int, rounds: int, errors: ErrorLog, slack_in_process: bool = False
+) -> Outcome:
     services = build_services(config=load_config(incident.config_path))
     spawn = multiprocessing.get_context("spawn")  # no fork of a process full of threads
     try:
         with (
-            SlackWorkspace(services) as workspace,
+            nullcontext(None) if slack_in_process else SlackApiElsewhere() as slack,
+            SlackWorkspace(services, api=slack.as_stand_in() if slack else None) as workspace,
             BareApp(token=workspace.api.token, api_url=workspace.api.base_url) as bare,
             ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool,
         ):
@@ -227,6 +232,7 @@ def measure(incident: Incident, *, n: int, concurrency: int, rounds: int, errors
         plans_check=plans_check,
         settle_s=settle_s,
         bot_errors=list(errors.messages),
+        slack_in_process=slack_in_process,
     )
 
 
@@ -270,6 +276,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=200, help="requests per burst (default 200)")
     parser.add_argument("--concurrency", type=int, default=20, help="client threads per burst (default 20)")
     parser.add_argument("--rounds", type=int, default=3, help="times each bare/bot pair of bursts is run (default 3)")
+    parser.add_argument(
+        "--slack-in-process",
+        action="store_true",
+        help="serve the Slack stand-in from the bot's process (its records then weigh on the bot's heap)",
+    )
     parser.add_argument("--write-readme", action="store_true", help="also replace the bench section of README.md")
     args = parser.parse_args(argv)
     if not 1 <= args.requests <= 10_000 or not 1 <= args.concurrency <= 64 or not 1 <= args.rounds <= 20:
@@ -301,7 +312,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         try:
             outcome = measure(
-                incident, n=args.requests, concurrency=args.concurrency, rounds=args.rounds, errors=errors
+                incident,
+                n=args.requests,
+                concurrency=args.concurrency,
+                rounds=args.rounds,
+                errors=errors,
+                slack_in_process=args.slack_in_process,
             )
         finally:
             incident.close()
