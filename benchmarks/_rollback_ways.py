@@ -11,6 +11,7 @@ and everything it made beside the live one dropped.
               deploy, then `rollback-bot run prod --force`, timed as a subprocess.
     prestage  the same with `prestage = true`: the snapshot also stages the restore point in a standby
               database, and the rollback's database step is the swap.
+    slack     prestage, asked for and approved in Slack, run by the resident bot (_rollback_slack.py).
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ from sandbox.repo import SandboxRepo, git
 BIN = Path(sys.executable).with_name("rollback-bot")
 URL_ENV = "ROLLBACK_BENCH_DATABASE_URL"
 TOOL_TIMEOUT_S = 3600.0
-SEED_WAY, BOT_WAY, PRESTAGE_WAY = "seed", "bot", "prestage"
-WAYS = (SEED_WAY, BOT_WAY, PRESTAGE_WAY)
+SEED_WAY, BOT_WAY, PRESTAGE_WAY, SLACK_WAY = "seed", "bot", "prestage", "slack"  # slack: _rollback_slack.py
+WAYS = (SEED_WAY, BOT_WAY, PRESTAGE_WAY, SLACK_WAY)
 
 Say = Callable[[str], None]
 
@@ -275,29 +276,37 @@ expect_status = 200
 """
 
 
-def bot_way(stage: Stage, say: Say, *, prestage: bool) -> WayResult:
-    way = PRESTAGE_WAY if prestage else BOT_WAY
-    result = WayResult(way)
-    work = stage.root / way
+def deploy_then_break(stage: Stage, result: WayResult, say: Say, *, prestage: bool) -> tuple[Path, Path] | None:
+    """The good release goes live and the pipeline snapshots it (not timed), then the bad deploy lands.
+    → (the way's work folder, its rollback.toml); None when the snapshot failed (`result` says why)."""
+    work = stage.root / result.way
     work.mkdir(parents=True, exist_ok=True)
     config = work / "rollback.toml"
     config.write_text(config_text(stage, work, prestage=prestage))
-    env = tool_env(stage.live_url)
-
-    # Deploy time: the good release is live and the pipeline records the restore point.
     fresh_live(stage, stage.tpl_good)
     set_remote(stage, stage.repo.good)
-    say(f"   {way}: rollback-bot snapshot prod (deploy time, not timed)…")
+    say(f"   {result.way}: rollback-bot snapshot prod (deploy time, not timed)…")
     status, result.snapshot_s = run_tool(
-        [str(BIN), "snapshot", "prod", "--config", str(config)], env=env, log=work / "snapshot.log"
+        [str(BIN), "snapshot", "prod", "--config", str(config)], env=tool_env(stage.live_url), log=work / "snapshot.log"
     )
     if status:
-        return result.fail(f"snapshot: {first_error_line(work / 'snapshot.log')}".replace(str(config), config.name))
+        result.fail(f"snapshot: {first_error_line(work / 'snapshot.log')}".replace(str(config), config.name))
+        return None
     # The bad deploy: the same bad-state data as every other way, under the live name.
     fresh_live(stage, stage.tpl_bad)
     set_remote(stage, stage.repo.bad)
     data.checkpoint()
+    return work, config
 
+
+def bot_way(stage: Stage, say: Say, *, prestage: bool) -> WayResult:
+    way = PRESTAGE_WAY if prestage else BOT_WAY
+    result = WayResult(way)
+    staged = deploy_then_break(stage, result, say, prestage=prestage)
+    if staged is None:
+        return result
+    work, config = staged
+    env = tool_env(stage.live_url)
     say(f"   {way}: rollback-bot run prod --force…")
     log = work / "run.log"
     with DowntimeProbe(stage.live_url) as probe:
@@ -313,7 +322,7 @@ def bot_way(stage: Stage, say: Say, *, prestage: bool) -> WayResult:
         result.total_s = time.perf_counter() - began
         result.downtime = probe.result()
     result.peak_rss_mib = rss.peak_mib
-    _read_journal(work, result, began_wall=began_wall)
+    read_journal(work, result, began_wall=began_wall)
     if status:
         said = first_error_line(log).replace(str(config), config.name)
         result.error = f"exit status {status}: " + (f"{result.error} ({said})" if result.error else said)
@@ -324,7 +333,7 @@ def bot_way(stage: Stage, say: Say, *, prestage: bool) -> WayResult:
     return result
 
 
-def _read_journal(work: Path, result: WayResult, *, began_wall: float) -> None:
+def read_journal(work: Path, result: WayResult, *, began_wall: float) -> None:
     """Per-step times, the run's outcome and its pre-rollback dump, from the bot's own store."""
     store = Store(f"sqlite:///{work / 'state' / 'rollback-bot.db'}")
     try:

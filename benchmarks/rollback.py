@@ -40,10 +40,11 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere, installed or not
 
 from benchmarks import _rollback_data as data  # noqa: E402
 from benchmarks._rollback_report import SizeResult, failures_of, machine, report, secs  # noqa: E402
+from benchmarks._rollback_slack import slack_way  # noqa: E402
 from benchmarks._rollback_ways import (  # noqa: E402
-    BOT_WAY,
     PRESTAGE_WAY,
     SEED_WAY,
+    SLACK_WAY,
     WAYS,
     Stage,
     WayResult,
@@ -140,7 +141,12 @@ def run_way(stage: Stage, way: str, *, logs: Path, keep: bool) -> WayResult:
     result: WayResult | None = None
     try:
         try:
-            result = seed_way(stage, say) if way == SEED_WAY else bot_way(stage, say, prestage=way == PRESTAGE_WAY)
+            if way == SEED_WAY:
+                result = seed_way(stage, say)
+            elif way == SLACK_WAY:
+                result = slack_way(stage, say)
+            else:
+                result = bot_way(stage, say, prestage=way == PRESTAGE_WAY)
         except Exception as exc:  # an unexpected state (or a bug here): this way's failure; the rest go on
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             result = WayResult(way).fail(f"{type(exc).__name__}: {first}"[:240])
@@ -170,7 +176,7 @@ def summary(way: WayResult) -> str:
         return f"   {way.way}: FAILED: {way.error}"
     down = way.downtime.text() if way.downtime else "–"
     rss = f", peak RSS {way.peak_rss_mib:.0f} MiB" if way.peak_rss_mib else ""
-    back = f", app back at {secs(way.healthy_s)} s" if way.way == PRESTAGE_WAY else ""
+    back = f", app back at {secs(way.healthy_s)} s" if way.way in (PRESTAGE_WAY, SLACK_WAY) else ""
     return (
         f"   {way.way}: {secs(way.total_s)} s{back} (database {secs(way.db_s)} s, pre-dump {secs(way.pre_dump_s)} s), "
         f"downtime {down} s{rss}" + ("" if way.ok else f"; CHECK FAILED: {'; '.join(way.problems)}")
@@ -244,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ways = [w.strip() for w in args.ways.split(",") if w.strip()]
     if not ways or any(w not in WAYS for w in ways) or len(set(ways)) != len(ways):
         parser.error(f"--ways: a comma-separated choice of {', '.join(WAYS)}")
-    if SEED_WAY not in ways and (BOT_WAY in ways or PRESTAGE_WAY in ways):
+    if SEED_WAY not in ways:
         say("note: without the seed's way there is nothing to compare the bot's times with")
     if args.write_readme:
         try:
