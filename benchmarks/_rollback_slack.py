@@ -6,7 +6,7 @@
               posted, dave clicks Confirm (and types `prod` when the bot asks for it). The clock starts at
               the click: what comes before is people reading the plan. The run's end is read from the store.
 
-The command-line ways pay for a Python process's start-up (about 0.8 s: imports, the store, the plan)
+The command-line ways pay for a Python process's start-up (about 1 s: imports, the store, the plan)
 inside the rollback; this one does not, because the bot that runs it is already running.
 """
 
@@ -142,7 +142,7 @@ def _runs(store: Store) -> list[RunRecord]:
 
 
 def _started(store: Store) -> bool:
-    return any(r.status not in ("planned",) for r in _runs(store))
+    return any(r.status != "planned" for r in _runs(store))
 
 
 def _ended(store: Store) -> RunRecord | None:
