@@ -39,6 +39,14 @@ def _text(state: dict[str, Any], field: Field) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
+def _env_typed(ack: Ack, state: dict[str, Any], env: str) -> bool:
+    """True when the environment's name was typed exactly; otherwise the modal says so and stays open."""
+    if _text(state, Field.TYPED_ENV) == env:
+        return True
+    view_error(ack, f"Type {env} exactly to confirm.", field=Field.TYPED_ENV.value)
+    return False
+
+
 def _ticked(state: dict[str, Any], field: Field) -> list[str]:
     """The values of the ticked checkboxes of one input."""
     return [option["value"] for option in _element(state, field).get("selected_options") or []]
@@ -73,9 +81,7 @@ def register(app: App, ctx: SlackContext) -> None:
     def typed_confirmation(ack: Ack, view: dict[str, Any], context: BoltContext) -> None:
         # The guard checked again that this person may approve this plan now: it may have expired meanwhile.
         submit = target(context)
-        typed = _text(view["state"]["values"], Field.TYPED_ENV)
-        if typed != submit.run.env:
-            view_error(ack, f"Type {submit.run.env} exactly to confirm.", field=Field.TYPED_ENV.value)
+        if not _env_typed(ack, view["state"]["values"], submit.run.env):
             return
         ack()
         ctx.hand_off(
@@ -100,8 +106,7 @@ def register(app: App, ctx: SlackContext) -> None:
         except RollbackError as error:
             view_error(ack, error, field=Field.JUSTIFICATION.value)
             return
-        if _text(state, Field.TYPED_ENV) != submit.run.env:
-            view_error(ack, f"Type {submit.run.env} exactly to confirm.", field=Field.TYPED_ENV.value)
+        if not _env_typed(ack, state, submit.run.env):
             return
         ack()
         ctx.hand_off(

@@ -176,6 +176,52 @@ def test_a_restore_into_a_leftover_shadow_drops_it_first_and_says_so(
     assert shadows(live) == []
 
 
+def creating(shadow: str) -> list[int]:
+    """Sessions whose running statement is the CREATE DATABASE of `shadow`."""
+    with pg_connect("postgres") as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE state = 'active' AND starts_with(query, 'CREATE DATABASE')"
+            " AND position(%s in query) > 0",
+            (shadow,),
+        ).fetchall()
+        return [int(r[0]) for r in rows]
+
+
+@pytest.mark.parametrize("then", ["discard", "retry"])
+def test_a_crash_inside_create_database_is_settled_before_the_shadow_is_looked_for(
+    owned: tuple[PgDatabase, str, str], tmp_path: Path, then: str
+) -> None:
+    """The server finishes a dead bot's CREATE DATABASE unless told otherwise, and the new database is
+    invisible until then: cleanup and retry must end that statement before asking whether the shadow
+    exists, or it appears after they looked (a shadow nobody drops; the retry's CREATE DATABASE fails)."""
+    live, _role, _ = owned
+    backend = PostgresDatabase(live.url)
+    before = live.contents()
+    dump = backend.dump(tmp_path / "good.dump").path
+    wreck(live)
+    shadow = backend.shadow_name(TAG)
+    # A lock on CREATE DATABASE's template (COMMENT takes one that conflicts) keeps the statement in flight.
+    with pg_connect("postgres") as holder:
+        holder.autocommit = False
+        holder.execute("COMMENT ON DATABASE template0 IS 'held by a test'")
+        bot = CrashingBot("postgres", live.url, dump, shadow, tmp_path / "bot.log")
+        bot.wait_for("the bot's CREATE DATABASE, waiting", lambda: bool(creating(shadow)))
+        bot.kill(tree=True)
+        orphan = creating(shadow)
+        assert orphan  # the bot is gone, its statement is not
+
+        messages: list[str] = []
+        if then == "discard":
+            assert backend.discard_shadow(shadow) is None  # nothing was created, and now nothing will be
+        holder.rollback()  # the template is free: an orphan still waiting would create the shadow now
+        if then == "retry":
+            result = backend.restore(dump, shadow=shadow, progress=messages.append)
+            assert live.contents() == before and KEPT.search(result.previous)
+    assert creating(shadow) == []
+    time.sleep(0.5)  # an orphaned CREATE DATABASE, had it survived, would have committed by now
+    assert shadows(live) == []
+
+
 def hold_live_open_until_killed(live: PgDatabase) -> psycopg.Connection[Any]:
     """A superuser session on the live database: the app's role may not terminate it, so the switch
     waits (swap_timeout_s) with the live database already closed to new connections."""

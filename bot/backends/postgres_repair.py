@@ -14,6 +14,10 @@ What such a crash can leave, given how postgres.py restores (shadow database, th
    but refuses every connection: an outage. repair_swap() allows connections again.
 3. Killed after the COMMIT: the swap is complete (the transaction re-enabled connections to both
    databases itself); nothing to repair, and the shadow name no longer exists.
+4. Killed during `CREATE DATABASE shadow`: the server goes on creating it (it notices a vanished client
+   only when it next writes to it), and the shadow is invisible until that commits. Asking "does the
+   shadow exist?" then answers no, and a moment later it does: a shadow nobody drops, or a retry whose
+   own CREATE DATABASE of the same name fails. settle() ends such statements first.
 
 The live NAME cannot be missing after any of these: both renames are in one transaction, so the
 name moves from the old database to the restored one atomically. repair_swap() therefore refuses to
@@ -22,6 +26,7 @@ guess when it does find the name missing (someone dropped or renamed it by hand)
 
 from __future__ import annotations
 
+import time
 from contextlib import suppress
 
 import psycopg
@@ -50,8 +55,40 @@ def drop_shadow(conn: admin.Conn, name: str) -> int | None:
     return size
 
 
+def settle(conn: admin.Conn, name: str, *, timeout_s: float = 10.0) -> int:
+    """End every other session whose running statement names `name`, and wait until they are gone.
+
+    Shadow names belong to one run (dbtools.shadow_name) and the standby's to the bot, so such a
+    statement is the bot's own, and where this is called, a crashed attempt's: its server session
+    outlives it (case 4 above). Sessions of other roles are not even visible here. → how many were ended.
+    """
+    pids = [
+        int(row[0])
+        for row in conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND state <> 'idle'"
+            " AND position(%s in query) > 0",
+            (name,),
+        )
+    ]
+    for pid in pids:
+        conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    deadline = time.monotonic() + timeout_s
+    while pids and time.monotonic() < deadline:
+        row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,)).fetchone()
+        if not row or not row[0]:
+            break
+        time.sleep(0.05)
+    return len(pids)
+
+
+def exists_settled(conn: admin.Conn, name: str) -> bool:
+    """Whether the shadow `name` exists, once no crashed attempt is still creating (or filling) it."""
+    settle(conn, name)
+    return admin.exists(conn, name)
+
+
 def discard(conn: admin.Conn, name: str) -> str | None:
-    if not admin.exists(conn, name):
+    if not exists_settled(conn, name):
         return None
     size = drop_shadow(conn, name)
     return f"dropped the leftover shadow database {name}" + (f" ({fmt.size(size)})" if size is not None else "")

@@ -74,7 +74,7 @@ class PostgresRestore(Restore):
 
     def exists(self, shadow: str) -> bool:
         with self.db.admin_session(self.untouched) as conn:
-            return admin.exists(conn, shadow)
+            return repair.exists_settled(conn, shadow)
 
     def drop_shadow(self, shadow: str) -> None:
         # Refuses new connections first, then DROP … WITH (FORCE): an orphaned pg_restore cannot write on.
