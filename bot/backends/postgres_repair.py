@@ -60,13 +60,15 @@ def settle(conn: admin.Conn, name: str, *, timeout_s: float = 10.0) -> int:
 
     Shadow names belong to one run (dbtools.shadow_name) and the standby's to the bot, so such a
     statement is the bot's own, and where this is called, a crashed attempt's: its server session
-    outlives it (case 4 above). Sessions of other roles are not even visible here. → how many were ended.
+    outlives it (case 4 above). Sessions of other roles are not even visible here. A DROP is let
+    finish: what follows drops IF EXISTS, and an interrupted DROP DATABASE is better not made.
+    → how many were ended.
     """
     pids = [
         int(row[0])
         for row in conn.execute(
             "SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND state <> 'idle'"
-            " AND position(%s in query) > 0",
+            " AND position(%s in query) > 0 AND NOT starts_with(upper(ltrim(query)), 'DROP')",
             (name,),
         )
     ]
