@@ -9,7 +9,7 @@ from bot.backends.base import aurora_writer_id
 from bot.engine.checklist import PHASE_TITLES, PHASES
 from bot.engine.plan import Plan
 from bot.engine.readiness import environment_readiness
-from bot.engine.run_status import RunView
+from bot.engine.run_status import RunView, shown_env
 from bot.redact import redact
 from bot.store import AuditEntry, ChecklistRecord, LockRecord, RunRecord, now
 
@@ -96,7 +96,8 @@ def run_line(record: RunRecord, status: str | None = None) -> str:
     when = f"{record.created_at:%Y-%m-%d %H:%M}"
     shown = status or record.status
     dry = " (dry run)" if record.dry_run else ""
-    return f"{record.id}  {when}  {record.env:<8} {shown:<11} {deployed} → {target}  by {record.requested_by}{dry}"
+    env = shown_env(record.env)
+    return f"{record.id}  {when}  {env:<8} {shown:<11} {deployed} → {target}  by {record.requested_by}{dry}"
 
 
 def status_text(views: list[RunView], locks: list[LockRecord]) -> str:

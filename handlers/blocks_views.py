@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from bot.engine.run_status import shown_env
 from bot.store import RunRecord
 from handlers import ids
 from handlers.blocks_kit import (
@@ -80,7 +81,7 @@ def _sha(plan: dict[str, Any], key: str) -> str:
 
 def _run_line(run: RunRecord) -> str:
     icon = RUN_ICONS.get(run.status, "•")
-    parts = [f"{icon} *{esc(run.env)}*", day_hhmm(run.created_at), esc(run.status)]
+    parts = [f"{icon} *{esc(shown_env(run.env))}*", day_hhmm(run.created_at), esc(run.status)]
     parts.append(f"{_sha(run.plan, 'deployed')} → {_sha(run.plan, 'target')}")
     parts.append(f"by {mention(run.requested_by)}")
     if run.dry_run:
@@ -92,7 +93,7 @@ def _run_line(run: RunRecord) -> str:
 def _running_line(run: RunRecord, now: datetime) -> str:
     icon = RUN_ICONS.get(run.status, "•")
     began = run.started_at or run.created_at
-    parts = [f"{icon} *{esc(run.env)}* {esc(run.status)}"]
+    parts = [f"{icon} *{esc(shown_env(run.env))}* {esc(run.status)}"]
     if run.current_step:
         parts.append(f"step {esc(run.current_step)}")
     parts.append(f"started {hhmm(began)} ({ago(now - began)} ago)")

@@ -8,7 +8,7 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
 from bot.engine import rehearsal
-from bot.engine.run_status import shown_status
+from bot.engine.run_status import shown_env, shown_status
 from bot.errors import RollbackError
 from handlers import blocks, grammar
 from handlers.background import cancel_waiting, start_planning
@@ -88,7 +88,7 @@ def _runs_text(ctx: SlackContext, kind: str) -> str:
         shown = shown_status(record, heartbeat_timeout=heartbeat_timeout)
         plan = record.plan
         lines.append(
-            f"• `{record.id}` {record.env}: *{shown}*, "
+            f"• `{record.id}` {shown_env(record.env)}: *{shown}*, "
             f"`{plan['deployed']['sha'][:7]}` → `{plan['target']['sha'][:7]}`, "
             f"asked by <@{record.requested_by}> at {record.created_at:%H:%M} UTC"
         )

@@ -555,6 +555,12 @@ def test_home_view_with_two_hundred_recent_runs() -> None:
     assert "No rollback in progress" in empty
 
 
+def test_home_names_a_rehearsal_for_what_it_is() -> None:
+    rehearsing = replace(_run(1, "running"), env="prod@r")
+    text = valid_view(blocks.home_view(running=[rehearsing], recent=[rehearsing], environments=[], now=NOW), "home")
+    assert text.count("*prod (rehearsal)*") == 2 and "prod@r" not in text
+
+
 def test_options_modal() -> None:
     view = blocks.options_modal(environments=["prod", "staging"], private_metadata="C0INC")
     valid_view(view, "modal")

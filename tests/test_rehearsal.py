@@ -24,6 +24,7 @@ from bot.engine.plan import RollbackRequest
 from bot.engine.rehearsal import rehearse
 from bot.engine.steps import STEPS
 from bot.errors import BadRequest, GitError, InvalidState, NotAllowed, PreconditionFailed
+from bot.render_text import run_line
 from bot.services import Services, StandIn
 from sandbox.health_server import HealthServer
 from sandbox.repo import build_sandbox_repo, git
@@ -105,6 +106,7 @@ def test_a_rehearsal_runs_every_step_on_stand_ins_and_leaves_production_and_noth
     # Production's own records: no run of prod, no lock held, and the rehearsal is what readiness reads.
     assert [r.env for r in services.store.list_runs()] == ["prod@r"]
     assert services.store.lock_for("prod") is None and services.store.lock_for("prod@r") is None
+    assert "  prod (rehearsal) succeeded " in run_line(run)  # `history` says what it was, not "prod@r"
     last = services.store.last_check("prod", kind="rehearsal")
     assert last is not None and last.id == check.id and last.status == "passed"
 

@@ -18,20 +18,20 @@ from bot.artifacts import fetched
 from bot.backends.base import Database, Progress
 from bot.config import DatabaseSettings, EnvironmentSettings, FlagSettings, HealthSettings
 from bot.config_readiness import DrillSettings, RehearsalSettings
+from bot.engine.run_status import REHEARSAL_SUFFIX
 from bot.errors import PreconditionFailed
 from bot.store import RestorePoint
 
 if TYPE_CHECKING:
     from bot.services import Services
 
-SUFFIX = "@r"  # "prod@r": '@' is never in a configured name; short, since a run id is its env + 25 characters
 BRANCH_PREFIX = "rollback-bot/rehearsal-"  # under bot.backends.git.SCRATCH_BRANCHES
 # Flag vendors whose API names an environment of their own; a webhook is one URL with no staging of its own.
 STAGED_VENDORS = ("launchdarkly", "flagsmith", "unleash")
 
 
 def stand_in_name(env: str) -> str:
-    return env + SUFFIX
+    return env + REHEARSAL_SUFFIX  # "prod@r"
 
 
 def scratch_branch_name(env: str, check_id: int) -> str:

@@ -79,6 +79,15 @@ class Actor:
 
 BOT = Actor(id="rollback-bot", via="bot")
 
+# A rehearsal runs on a stand-in environment, "prod@r" ('@' is never in a configured name; short, since
+# a run id is its env + 25 characters): bot.engine._rehearsal_setup.
+REHEARSAL_SUFFIX = "@r"
+
+
+def shown_env(env: str) -> str:
+    """An environment as people read it in lists of runs: a rehearsal's stand-in says what it is."""
+    return f"{env.removesuffix(REHEARSAL_SUFFIX)} (rehearsal)" if env.endswith(REHEARSAL_SUFFIX) else env
+
 
 @dataclass(frozen=True)
 class RunView:
