@@ -8,8 +8,10 @@ pre-rollback dump taken, and no shadow database left. (README: "When things brea
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import time
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
@@ -69,7 +71,31 @@ def _kill_when(bot: subprocess.Popen[bytes], services: Services, step: str, mome
 
 
 def _flag_writes(flags: LaunchDarklyServer) -> int:
-    return sum(1 for r in flags.requests if r.method == "PATCH")
+    """PATCH requests that reached the vendor whole. urllib3 sends a request's headers and its body in two
+    writes, so a kill between them leaves the stand-in a PATCH cut short: recorded, but no write (the
+    vendor cannot apply half a body, and the flag stays as it was)."""
+    whole = 0
+    for request in flags.requests:
+        length = next((v for k, v in request.headers.items() if k.lower() == "content-length"), "0")
+        whole += request.method == "PATCH" and len(request.body) == int(length)
+    return whole
+
+
+def test_a_patch_cut_short_by_a_kill_is_recorded_but_writes_nothing() -> None:
+    """What _flag_writes leaves out: the headers of a PATCH, then the connection gone before its body."""
+    with LaunchDarklyServer() as vendor:
+        vendor.set_flag("new-pricing", True)
+        address = urlsplit(vendor.base_url)
+        with socket.create_connection((address.hostname, address.port)) as conn:
+            conn.sendall(
+                b"PATCH /api/v2/flags/default/new-pricing HTTP/1.1\r\nHost: vendor\r\n"
+                + f"Authorization: {vendor.api_key}\r\n".encode()
+                + b"Content-Type: application/json; domain-model=launchdarkly.semanticpatch\r\n"
+                + b"Content-Length: 80\r\n\r\n"
+            )
+        wait_for("the stand-in to record it", lambda: bool(vendor.requests))
+        assert [r.method for r in vendor.requests] == ["PATCH"] and _flag_writes(vendor) == 0
+        assert vendor.flag_on("new-pricing")
 
 
 def _databases(incident: Incident, mark: str) -> list[str]:
