@@ -190,26 +190,47 @@ def disconnect_others(conn: Conn, name: str, *, timeout_s: float) -> int:
     Autovacuum workers are left to the server (RENAME/DROP stop them itself, and only a superuser may
     signal them). Raises SessionsRemain naming who is left if they outlive `timeout_s`.
     """
+    where = "datname = %s AND coalesce(backend_type, 'client backend') <> 'autovacuum worker'"
+    terminated, left = _terminate_until_gone(conn, where, (name,), timeout_s=timeout_s)
+    if left:
+        raise SessionsRemain(name, left)
+    return terminated
+
+
+def end_statements_naming(conn: Conn, name: str, *, timeout_s: float) -> int:
+    """Terminate every other session whose running statement names `name`; return how many were.
+
+    A DROP is let finish: what follows drops IF EXISTS, and an interrupted DROP DATABASE is better not
+    made. Those still running after `timeout_s` are left (only sessions of our own role are visible).
+    """
+    where = "state <> 'idle' AND position(%s in query) > 0 AND NOT starts_with(upper(ltrim(query)), 'DROP')"
+    terminated, _left = _terminate_until_gone(conn, where, (name,), timeout_s=timeout_s)
+    return terminated
+
+
+def _terminate_until_gone(
+    conn: Conn, where: str, params: tuple[str, ...], *, timeout_s: float
+) -> tuple[int, list[str]]:
+    """Terminate the sessions `where` selects (never ours) until none is left or `timeout_s` passes.
+    → (how many were terminated, the ones left, described)."""
     query = (
         "SELECT pid, coalesce(usename, ''), coalesce(application_name, ''),"
         " coalesce(client_addr::text, 'local')"
-        " FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
-        " AND coalesce(backend_type, 'client backend') <> 'autovacuum worker'"
+        f" FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND {where}"
     )
     terminated: set[int] = set()
     refused: dict[int, str] = {}
     deadline = time.monotonic() + timeout_s
     while True:
-        rows = conn.execute(query, (name,)).fetchall()
+        rows = conn.execute(query, params).fetchall()  # `where` is one of the constants above
         if not rows:
-            return len(terminated)
+            return len(terminated), []
         if time.monotonic() >= deadline:
-            sessions = [
+            return len(terminated), [
                 f"pid {pid} ({user or '?'}, {app or 'no application_name'}, from {addr})"
                 + (f": {refused[int(pid)]}" if int(pid) in refused else "")
                 for pid, user, app, addr in rows
             ]
-            raise SessionsRemain(name, sessions)
         for row in rows:
             pid = int(row[0])
             try:

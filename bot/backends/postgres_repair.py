@@ -17,7 +17,7 @@ What such a crash can leave, given how postgres.py restores (shadow database, th
 4. Killed during `CREATE DATABASE shadow`: the server goes on creating it (it notices a vanished client
    only when it next writes to it), and the shadow is invisible until that commits. Asking "does the
    shadow exist?" then answers no, and a moment later it does: a shadow nobody drops, or a retry whose
-   own CREATE DATABASE of the same name fails. settle() ends such statements first.
+   own CREATE DATABASE of the same name fails. exists_settled() ends such statements first.
 
 The live NAME cannot be missing after any of these: both renames are in one transaction, so the
 name moves from the old database to the restored one atomically. repair_swap() therefore refuses to
@@ -26,7 +26,6 @@ guess when it does find the name missing (someone dropped or renamed it by hand)
 
 from __future__ import annotations
 
-import time
 from contextlib import suppress
 
 import psycopg
@@ -55,37 +54,14 @@ def drop_shadow(conn: admin.Conn, name: str) -> int | None:
     return size
 
 
-def settle(conn: admin.Conn, name: str, *, timeout_s: float = 10.0) -> int:
-    """End every other session whose running statement names `name`, and wait until they are gone.
+def exists_settled(conn: admin.Conn, name: str, *, timeout_s: float = 10.0) -> bool:
+    """Whether the shadow `name` exists, once no crashed attempt is still creating (or filling) it.
 
-    Shadow names belong to one run (dbtools.shadow_name) and the standby's to the bot, so such a
-    statement is the bot's own, and where this is called, a crashed attempt's: its server session
-    outlives it (case 4 above). Sessions of other roles are not even visible here. A DROP is let
-    finish: what follows drops IF EXISTS, and an interrupted DROP DATABASE is better not made.
-    → how many were ended.
+    Shadow names belong to one run (dbtools.shadow_name) and the standby's to the bot, so a statement
+    naming one is the bot's own, and where this is called, a crashed attempt's: its server session
+    outlives it (case 4 above).
     """
-    pids = [
-        int(row[0])
-        for row in conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND state <> 'idle'"
-            " AND position(%s in query) > 0 AND NOT starts_with(upper(ltrim(query)), 'DROP')",
-            (name,),
-        )
-    ]
-    for pid in pids:
-        conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
-    deadline = time.monotonic() + timeout_s
-    while pids and time.monotonic() < deadline:
-        row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,)).fetchone()
-        if not row or not row[0]:
-            break
-        time.sleep(0.05)
-    return len(pids)
-
-
-def exists_settled(conn: admin.Conn, name: str) -> bool:
-    """Whether the shadow `name` exists, once no crashed attempt is still creating (or filling) it."""
-    settle(conn, name)
+    admin.end_statements_naming(conn, name, timeout_s=timeout_s)
     return admin.exists(conn, name)
 
 
