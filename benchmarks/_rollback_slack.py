@@ -12,7 +12,6 @@ inside the rollback; this one does not, because the bot that runs it is already 
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,12 +35,19 @@ from benchmarks._rollback_ways import (
     tool_env,
 )
 from bot.store import RunRecord, Store
+from sandbox.ports import free_port
 from sandbox.slack_api import SlackApiStandIn, StoredMessage
-from sandbox.slack_harness import INCIDENT, SIGNING_SECRET, find_button, sandbox_slack_api
+from sandbox.slack_harness import (
+    INCIDENT,
+    SIGNING_SECRET,
+    TYPED_CONFIRMATION,
+    find_button,
+    sandbox_slack_api,
+    type_confirmation,
+)
 from sandbox.slack_signing import SlackRequestSender
 
 REQUESTER, APPROVER = "U0ALICE", "U0DAVE"  # both on call (S0ONCALL, the benchmark's approvers)
-TYPED_CONFIRMATION = "rollback_typed_confirmation"
 POLL_S = 0.01
 T = TypeVar("T")
 
@@ -59,7 +65,7 @@ def slack_way(stage: Stage, say: Say) -> WayResult:
             "SLACK_SIGNING_SECRET": SIGNING_SECRET,
             "SLACK_API_URL": api.base_url,
         }
-        port, log = _free_port(), work / "serve.log"
+        port, log = free_port(), work / "serve.log"
         serve = [str(BIN), "serve", "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
         say(f"   {SLACK_WAY}: rollback-bot serve; alice types /rollback prod, dave clicks Confirm…")
         with started(serve, env=env, log=log) as proc, PeakRss(proc.pid) as rss:
@@ -99,10 +105,7 @@ def _approve_and_wait(
             )
             asked = _wait(lambda: api.open_view_for(APPROVER, callback_id=TYPED_CONFIRMATION) or _started(store), 30)
             if asked is not None and not isinstance(asked, bool):
-                state = {"typed_env": {"typed_env": {"type": "plain_text_input", "value": "prod"}}}
-                sender.view_submission(
-                    user_id=APPROVER, callback_id=TYPED_CONFIRMATION, view_id=asked.id, state_values=state
-                )
+                type_confirmation(sender, api, APPROVER, "prod")
             run = _wait(lambda: _ended(store), TOOL_TIMEOUT_S)
             result.total_s = time.perf_counter() - began
         result.downtime = probe.result()
@@ -112,12 +115,6 @@ def _approve_and_wait(
         result.fail(f"the run did not end within {TOOL_TIMEOUT_S:.0f} s")
         return None
     return began_wall
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _answers(url: str) -> bool:

@@ -106,15 +106,7 @@ class SlackWorkspace:
 
     def type_confirmation(self, user: str, typed: str, *, settle: bool = True) -> requests.Response:
         """`user` types `typed` into the typed-confirmation modal the bot opened for them, and submits."""
-        modal = self.api.open_view_for(user, callback_id="rollback_typed_confirmation")
-        if modal is None:
-            raise LookupError(f"no confirmation modal is open for {user}")
-        response = self.slack.view_submission(
-            user_id=user,
-            callback_id="rollback_typed_confirmation",
-            view_id=modal.id,
-            state_values={"typed_env": {"typed_env": {"type": "plain_text_input", "value": typed}}},
-        )
+        response = type_confirmation(self.slack, self.api, user, typed)
         if settle:
             self.settle()
         return response
@@ -146,6 +138,22 @@ class SlackWorkspace:
 
     def transcript(self, channel: str = INCIDENT) -> str:
         return self.api.render_channel(channel)
+
+
+TYPED_CONFIRMATION = "rollback_typed_confirmation"  # the modal's callback_id (handlers.ids.View)
+
+
+def type_confirmation(sender: SlackRequestSender, api: SlackApiStandIn, user: str, typed: str) -> requests.Response:
+    """`user` types `typed` into the typed-confirmation modal the bot opened for them, and submits."""
+    modal = api.open_view_for(user, callback_id=TYPED_CONFIRMATION)
+    if modal is None:
+        raise LookupError(f"no confirmation modal is open for {user}")
+    return sender.view_submission(
+        user_id=user,
+        callback_id=TYPED_CONFIRMATION,
+        view_id=modal.id,
+        state_values={"typed_env": {"typed_env": {"type": "plain_text_input", "value": typed}}},
+    )
 
 
 def find_button(blocks: list[dict[str, Any]] | None, label: str) -> tuple[str, str]:

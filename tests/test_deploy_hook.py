@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from bot.config import load_config
 from bot.deploy_hook import DeployHook
 from bot.services import build_services
 from bot.store import AuditEntry, RestorePoint, Store
+from sandbox.ports import free_port
 from sandbox.scenario import Incident
 
 TOKEN_ENV = "RB_TEST_DEPLOY_TOKEN"
@@ -58,12 +58,6 @@ class Bot:
 
     def point_by(self, job_id: str) -> RestorePoint | None:
         return next((p for p in self.store.restore_points("prod", limit=50) if job_id in p.created_by), None)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from psycopg import sql
 from bot.config import load_config
 from bot.outbox import Outbox
 from bot.services import Services, build_services
+from sandbox.ports import free_port
 from sandbox.scenario import Incident, build_incident
 from sandbox.slack_api import SlackApiStandIn, StoredMessage
 from sandbox.slack_harness import INCIDENT, SIGNING_SECRET, STATUS, find_button, sandbox_slack_api
@@ -38,12 +38,6 @@ from tests.fixtures.waiting import wait_for
 from tests.test_slack_app import ALICE, CAROL
 
 BIN = Path(sys.executable).parent / "rollback-bot"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass
