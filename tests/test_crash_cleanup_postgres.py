@@ -92,6 +92,18 @@ def wreck(db: PgDatabase) -> None:
         conn.execute("UPDATE customers SET name = 'renamed by the bad release'")
 
 
+def restore_point_then_wreck(
+    live: PgDatabase, tmp_path: Path
+) -> tuple[PostgresDatabase, dict[str, list[tuple[Any, ...]]], Path, str]:
+    """The good state dumped (the restore point), then the bad release's damage done to the live database.
+    → (the backend, the good contents, the dump, the shadow name a restore of this run uses)."""
+    backend = PostgresDatabase(live.url)
+    before = live.contents()
+    dump = backend.dump(tmp_path / "good.dump").path
+    wreck(live)
+    return backend, before, dump, backend.shadow_name(TAG)
+
+
 def user_connects(db: PgDatabase, role: str, password: str) -> bool:
     try:
         with psycopg.connect(pg_url(db.name, user=role, password=password), connect_timeout=5) as conn:
@@ -106,12 +118,8 @@ def test_a_restore_killed_inside_pg_restore_leaves_a_shadow_that_discard_drops(
     owned: tuple[PgDatabase, str, str], tmp_path: Path, tree: bool
 ) -> None:
     live, role, password = owned
-    backend = PostgresDatabase(live.url)
-    before = live.contents()
-    dump = backend.dump(tmp_path / "good.dump").path
-    wreck(live)
+    backend, before, dump, shadow = restore_point_then_wreck(live, tmp_path)
     wrecked = live.contents()
-    shadow = backend.shadow_name(TAG)
     assert shadow == f"{live.name}_rb_shadow_{TAG}"
 
     slow_restores(role, 5)  # 2000 rows × 5 ms: about ten seconds inside CREATE INDEX
@@ -152,11 +160,7 @@ def test_a_restore_into_a_leftover_shadow_drops_it_first_and_says_so(
     owned: tuple[PgDatabase, str, str], tmp_path: Path
 ) -> None:
     live, role, _ = owned
-    backend = PostgresDatabase(live.url)
-    before = live.contents()
-    dump = backend.dump(tmp_path / "good.dump").path
-    wreck(live)
-    shadow = backend.shadow_name(TAG)
+    backend, before, dump, shadow = restore_point_then_wreck(live, tmp_path)
     slow_restores(role, 5)
     try:
         bot = CrashingBot("postgres", live.url, dump, shadow, tmp_path / "bot.log")
@@ -195,11 +199,7 @@ def test_a_crash_inside_create_database_is_settled_before_the_shadow_is_looked_f
     invisible until then: cleanup and retry must end that statement before asking whether the shadow
     exists, or it appears after they looked (a shadow nobody drops; the retry's CREATE DATABASE fails)."""
     live, _role, _ = owned
-    backend = PostgresDatabase(live.url)
-    before = live.contents()
-    dump = backend.dump(tmp_path / "good.dump").path
-    wreck(live)
-    shadow = backend.shadow_name(TAG)
+    backend, before, dump, shadow = restore_point_then_wreck(live, tmp_path)
     # A lock on CREATE DATABASE's template (COMMENT takes one that conflicts) keeps the statement in flight.
     with pg_connect("postgres") as holder:
         holder.autocommit = False
@@ -232,12 +232,8 @@ def test_a_crash_after_closing_the_live_database_is_repaired(
     owned: tuple[PgDatabase, str, str], tmp_path: Path
 ) -> None:
     live, role, password = owned
-    backend = PostgresDatabase(live.url)
-    before = live.contents()
-    dump = backend.dump(tmp_path / "good.dump").path
-    wreck(live)
+    backend, before, dump, shadow = restore_point_then_wreck(live, tmp_path)
     wrecked = live.contents()
-    shadow = backend.shadow_name(TAG)
 
     blocker = hold_live_open_until_killed(live)
     try:
@@ -268,12 +264,8 @@ def test_a_crash_inside_the_rename_transaction_is_rolled_back_and_repaired(
     owned: tuple[PgDatabase, str, str], tmp_path: Path
 ) -> None:
     live, role, password = owned
-    backend = PostgresDatabase(live.url)
-    before = live.contents()
-    dump = backend.dump(tmp_path / "good.dump").path
-    wreck(live)
+    backend, before, dump, shadow = restore_point_then_wreck(live, tmp_path)
     wrecked = live.contents()
-    shadow = backend.shadow_name(TAG)
 
     # The bot names the kept copy `<live>_before_rollback_<UTC minute>`. A transaction of ours that has
     # renamed scratch databases to those names (this minute and the next), uncommitted, is invisible
