@@ -5,12 +5,15 @@ the rollback's database step is the swap, and the pre-rollback dump is taken of 
 from __future__ import annotations
 
 import hashlib
+import os
 import signal
+import subprocess
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from bot.backends.base import StandbyDatabase
 from bot.cli import main
 from bot.engine.outcomes import DatabaseOutcome, DumpOutcome
 from bot.engine.plan import RollbackRequest
@@ -21,7 +24,7 @@ from sandbox.scenario import (
     Incident,
     database_contents,
 )
-from tests.fixtures.runs import good_contents, start_rollback, step_status
+from tests.fixtures.runs import BIN, good_contents, start_rollback, step_status
 from tests.fixtures.waiting import wait_for
 
 pytestmark = pytest.mark.incident_config(prestage=True)
@@ -125,3 +128,54 @@ def test_a_crash_between_the_swap_and_the_dump_takes_the_dump_on_resume(
     assert kept in databases(kept)  # still kept: dropping it is a person's decision, on the checklist
     checklist = " ".join(item.text for item in services.store.checklist(run.id))
     assert f"kept as {kept} (the verified pre-rollback dump" in checklist
+
+
+def test_concurrent_snapshots_take_turns_and_the_standby_ends_up_holding_the_newest_restore_point(
+    incident: Incident, services: Services, tmp_path: Path
+) -> None:
+    database = services.database("prod")
+    assert isinstance(database, StandbyDatabase)
+    built = services.store.standby("prod")
+    assert built is not None and built.restore_point_id == 1
+    logs = [tmp_path / "first-snapshot.log", tmp_path / "second-snapshot.log"]
+    snapshots: list[subprocess.Popen[bytes]] = []
+    try:
+        # A builder is mid-build (as another replica or CI runner would be): both deploys' snapshots wait.
+        with database.standby_build_lock():
+            for log in logs:
+                with log.open("wb") as out:
+                    snapshots.append(
+                        subprocess.Popen(
+                            [str(BIN), "snapshot", "prod", "--config", str(incident.config_path)],
+                            env=dict(os.environ),
+                            stdout=out,
+                            stderr=subprocess.STDOUT,
+                        )
+                    )
+                wait_for(
+                    f"{log.name} waits for the build under way",
+                    lambda log=log: "another snapshot is building the standby" in log.read_text(),
+                )
+            assert [s.poll() for s in snapshots] == [None, None]
+            assert services.store.standby("prod") == built  # nothing touched while they wait
+            assert databases(built.database) == {built.database: False}
+        assert [s.wait(timeout=120) for s in snapshots] == [0, 0]
+    finally:
+        for snapshot in snapshots:
+            if snapshot.poll() is None:
+                snapshot.kill()
+    first, second = (log.read_text() for log in logs)
+    # Whichever got the lock first, the older restore point's snapshot left the standby to the newer one's.
+    assert "standby not rebuilt: restore point #3 is newer" in first, first
+    assert "holds it: a rollback to it swaps it in" in second, second
+    standby = services.store.standby("prod")
+    assert standby is not None and standby.restore_point_id == 3
+    assert databases(standby.database) == {standby.database: False}
+    newest = services.store.latest_restore_point("prod")
+    assert newest is not None and newest.id == 3 and standby.dump_sha256 == newest.dump_sha256
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        oid = conn.execute("SELECT oid::bigint FROM pg_database WHERE datname = %s", (standby.database,)).fetchone()
+    assert oid is not None and oid[0] == standby.oid  # the database the record names is the one built last
+    built_events = [e.detail for e in services.store.audit_trail() if e.action == "standby.built"]
+    # The incident's snapshot and the newest one's: the older one's snapshot built nothing.
+    assert built_events == [f"{standby.database} holds restore point #1", f"{standby.database} holds restore point #3"]

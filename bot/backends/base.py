@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -174,6 +175,10 @@ class StandbyDatabase(Protocol):
 
     def build_standby(self, source: Path, *, label: str, progress: Progress = no_progress) -> Standby:
         """Restore `source` into the standby (replacing the previous one), check it, close it to connections."""
+        ...
+
+    def standby_build_lock(self, *, progress: Progress = no_progress) -> AbstractContextManager[None]:
+        """Held around a build and its record: one builder at a time, the next waiting (and saying so)."""
         ...
 
     def stage_standby(self, standby: Standby, *, label: str) -> StagedRestore:

@@ -21,7 +21,7 @@ import os
 import re
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import psycopg
@@ -157,6 +157,9 @@ class PostgresDatabase(RestoresAside):
 
     def build_standby(self, source: Path, *, label: str, progress: Progress = no_progress) -> Standby:
         return prestage.build(self, Path(source).absolute(), label=label, progress=progress)
+
+    def standby_build_lock(self, *, progress: Progress = no_progress) -> AbstractContextManager[None]:
+        return prestage.build_lock(self, progress=progress)
 
     def stage_standby(self, prestaged: Standby, *, label: str) -> StagedAside:
         return prestage.stage(self, prestaged, label=label)

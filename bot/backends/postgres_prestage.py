@@ -11,12 +11,20 @@ swaps it in with the rollback's own swap (postgres_restore.swap, so crash repair
 
 The kept database a swap leaves is closed to connections; dump_kept opens it just long enough for
 pg_dump (whose snapshot makes the dump one consistent state) and closes it again.
+
+One build at a time: two snapshots of one environment (two deploys in quick succession, on two
+replicas or CI runners) would otherwise drop each other's standby half-way. `build_lock` is a
+PostgreSQL advisory lock named after the standby, on the maintenance database, held by the builder's
+session for the whole build: the server itself serialises the builders, and frees the lock if the
+builder dies. The engine decides, once it has the lock, whether its restore point is still the newest.
 """
 
 from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,6 +45,9 @@ if TYPE_CHECKING:
     from bot.backends.postgres import PostgresDatabase
 
 STANDBY_TAG = "standby"
+_LOCK_POLL_S = 1.0
+_TRY_LOCK = "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))"
+_UNLOCK = "SELECT pg_advisory_unlock(hashtextextended(%s, 0))"
 
 
 def standby_name(db: PostgresDatabase) -> str:
@@ -58,6 +69,37 @@ def build(db: PostgresDatabase, source: Path, *, label: str, progress: Progress)
     assert info is not None  # we just created it and hold its only name
     Reporter(progress).say(f"standby {name} holds {label}, closed to connections until a rollback swaps it in")
     return Standby(database=name, oid=info.oid, label=label)
+
+
+@contextmanager
+def build_lock(db: PostgresDatabase, *, progress: Progress) -> Iterator[None]:
+    """Hold the standby's build lock for the block; wait (saying so) while another builder holds it.
+
+    Waits at most the tool timeout, the longest a builder's pg_restore may take; RestoreFailed then.
+    """
+    name = standby_name(db)
+    key = f"rollback-bot standby {name}"
+    deadline = time.monotonic() + db.tool_timeout_s
+    with db.admin_session(f"the standby {name} was not touched") as conn:
+        waiting = False
+        while not _take(conn, key):
+            if not waiting:
+                Reporter(progress).say(f"another snapshot is building the standby {name}: waiting for it to finish")
+                waiting = True
+            if time.monotonic() > deadline:
+                raise RestoreFailed(f"another snapshot was still building the standby {name}; it was not touched")
+            time.sleep(_LOCK_POLL_S)
+        try:
+            yield
+        finally:
+            # A session that broke took its lock with it; ending the block closes the session anyway.
+            with suppress(psycopg.Error):
+                conn.execute(_UNLOCK, (key,))
+
+
+def _take(conn: admin.Conn, key: str) -> bool:
+    row = conn.execute(_TRY_LOCK, (key,)).fetchone()
+    return bool(row and row[0])
 
 
 def stage(db: PostgresDatabase, standby: Standby, *, label: str) -> StagedAside:

@@ -93,21 +93,41 @@ def prestage(
     """Restore the new restore point into the standby, so a rollback's database step is only the swap.
 
     Never fails the snapshot: the restore point is recorded already, and without a standby a rollback
-    takes the normal path (and its plan says so).
+    takes the normal path (and its plan says so). Builds take turns (the backend's build lock), and a
+    builder whose turn comes after a newer restore point was recorded leaves the standby to that one's
+    snapshot: whatever order concurrent snapshots run in, the standby ends up holding the newest.
     """
-    store = services.store
     if not isinstance(database, StandbyDatabase):
         return "no standby: this database engine cannot prestage"
+    label = f"restore point #{point.id}"
+    try:
+        with database.standby_build_lock(progress=progress):
+            return _rebuild_standby(services, env, database, point, local, label=label, actor=actor, progress=progress)
+    except RollbackError as error:
+        services.store.record(actor=actor, action="standby.failed", env=env, detail=f"{label}: {error.message}")
+        return f"standby not built ({error.message}): a rollback will restore from the dump"
+
+
+def _rebuild_standby(
+    services: Services,
+    env: str,
+    database: StandbyDatabase,
+    point: RestorePoint,
+    local: Path,
+    *,
+    label: str,
+    actor: str,
+    progress: Progress,
+) -> str:
+    store = services.store
+    newest = store.latest_restore_point(env)
+    if newest is not None and newest.id != point.id:
+        return f"standby not rebuilt: restore point #{newest.id} is newer, and its snapshot stages the standby"
     lock = store.lock_for(env)
     if lock is not None:  # the running rollback may be swapping the standby in right now
         return f"standby not rebuilt: rollback {lock.run_id} of {env} is running"
     store.clear_standby(env)  # from here until it is recorded again, no plan may count on it
-    label = f"restore point #{point.id}"
-    try:
-        standby = database.build_standby(local, label=label, progress=progress)
-    except RollbackError as error:
-        store.record(actor=actor, action="standby.failed", env=env, detail=f"{label}: {error.message}")
-        return f"standby not built ({error.message}): a rollback will restore from the dump"
+    standby = database.build_standby(local, label=label, progress=progress)
     store.set_standby(
         StandbyRecord(
             env=env,
