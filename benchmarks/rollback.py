@@ -21,6 +21,7 @@ succeed, the exit status is 1 (a missed speed goal is reported, not an error). S
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import re
 import shutil
@@ -224,6 +225,13 @@ def measure_size(
 # --- main ------------------------------------------------------------------------------------------------
 
 
+def compile_the_bot() -> None:
+    """Byte-compile the bot's own modules first, as pip does when it installs the wheel: an editable
+    checkout under PYTHONDONTWRITEBYTECODE=1 would compile them from source at every CLI start."""
+    for package in ("bot", "handlers"):
+        compileall.compile_dir(ROOT / package, quiet=1)
+
+
 def _terminate(signum: int, _frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)  # unwinds through the finally blocks: children stopped, databases dropped
 
@@ -263,6 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"PostgreSQL at {data.ADMIN_URL.rsplit('@', 1)[-1]} does not answer: {error}")
 
     signal.signal(signal.SIGTERM, _terminate)
+    compile_the_bot()
     when, host = datetime.now(UTC), machine(pg_version)
     stale = data.drop_stale()
     if stale:

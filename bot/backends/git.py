@@ -32,6 +32,7 @@ from bot.redact import redact
 
 # What a user may type as a commit: an (abbreviated) SHA, or a plain ref name with optional ~N / ^N.
 # Anything else is refused before git sees it, so user input can never become a git option.
+_KNOWN_MAX = 10_000
 _HEX = re.compile(r"[0-9a-fA-F]{4,40}")
 _REF = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/+\-]*(?:[~^][0-9]{0,4})*")
 _REMOTE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._\-]*")
@@ -117,6 +118,9 @@ class GitRepo:
         self._timeout = network_timeout_s
         self._repo: git.Repo | None = None
         self._ssh_command: str | None = None
+        # Full SHA → its commit, as git read it: a SHA names one commit forever, so each is asked once
+        # (a plan names the same few commits a dozen times; each question is a git process).
+        self._known: dict[str, Commit] = {}
 
     # --- the CodeRepo protocol ----------------------------------------------------------------------
 
@@ -424,6 +428,8 @@ class GitRepo:
 
     def _full_sha(self, ref: str) -> str:
         text = ref.strip()
+        if text in self._known:
+            return text
         if text in (self.branch, f"{self.remote}/{self.branch}"):
             # "the branch" means the remote's, as last fetched: a bare clone's own refs/heads are stale.
             return self._rev_parse(self._tracking_ref, shown=text)
@@ -448,8 +454,15 @@ class GitRepo:
         )
 
     def _commit(self, sha: str) -> Commit:
+        known = self._known.get(sha)
+        if known is not None:
+            return known
         line = self._ok(*_LOG, "--no-walk", sha, "--", doing=f"read commit {sha[:7]}")
-        return _parse_commit(line.splitlines()[0])
+        commit = _parse_commit(line.splitlines()[0])
+        if len(self._known) >= _KNOWN_MAX:  # a serving bot's lifetime of plans: start again, never grow on
+            self._known.clear()
+        self._known[commit.sha] = commit
+        return commit
 
     def _remote_error(self, out: _Outcome, *, doing: str) -> GitError:
         if "couldn't find remote ref" in out.stderr:
