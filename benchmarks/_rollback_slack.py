@@ -17,11 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-import requests
-
 from benchmarks._rollback_probe import DowntimeProbe, PeakRss
 from benchmarks._rollback_ways import (
-    BIN,
     SLACK_WAY,
     TOOL_TIMEOUT_S,
     Say,
@@ -36,6 +33,7 @@ from benchmarks._rollback_ways import (
 )
 from bot.store import RunRecord, Store
 from sandbox.ports import free_port
+from sandbox.serving import answers, serve_command
 from sandbox.slack_api import SlackApiStandIn, StoredMessage
 from sandbox.slack_harness import (
     INCIDENT,
@@ -66,11 +64,10 @@ def slack_way(stage: Stage, say: Say) -> WayResult:
             "SLACK_API_URL": api.base_url,
         }
         port, log = free_port(), work / "serve.log"
-        serve = [str(BIN), "serve", "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
         say(f"   {SLACK_WAY}: rollback-bot serve; alice types /rollback prod, dave clicks Confirm…")
-        with started(serve, env=env, log=log) as proc, PeakRss(proc.pid) as rss:
+        with started(serve_command(config, port), env=env, log=log) as proc, PeakRss(proc.pid) as rss:
             url = f"http://127.0.0.1:{port}"
-            if _wait(lambda: proc.poll() is not None or _answers(url), 60.0) is None or proc.poll() is not None:
+            if _wait(lambda: proc.poll() is not None or answers(url), 60.0) is None or proc.poll() is not None:
                 return result.fail(f"serve did not start: {first_error_line(log)}")
             sender = SlackRequestSender(app_url=f"{url}/slack/events", signing_secret=SIGNING_SECRET, api=api)
             sender.slash_command(user_id=REQUESTER, text="prod", channel_id=INCIDENT)
@@ -115,13 +112,6 @@ def _approve_and_wait(
         result.fail(f"the run did not end within {TOOL_TIMEOUT_S:.0f} s")
         return None
     return began_wall
-
-
-def _answers(url: str) -> bool:
-    try:
-        return requests.get(f"{url}/healthz", timeout=1).ok
-    except requests.RequestException:
-        return False
 
 
 def _plan_message(api: SlackApiStandIn) -> StoredMessage | None:

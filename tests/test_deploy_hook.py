@@ -9,8 +9,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,10 +24,10 @@ from bot.services import build_services
 from bot.store import AuditEntry, RestorePoint, Store
 from sandbox.ports import free_port
 from sandbox.scenario import Incident
+from sandbox.serving import start_serving
 
 TOKEN_ENV = "RB_TEST_DEPLOY_TOKEN"
 TOKEN = "dpl-7f3c9a51e2b84d06a9c1-pipeline-token"
-CLI = str(Path(sys.executable).with_name("rollback-bot"))
 
 
 @dataclass
@@ -66,7 +64,6 @@ def bot(incident: Incident, tmp_path: Path) -> Iterator[Bot]:
     incident.config_path.write_text(
         config.replace('backup_dir = "backups"', f'backup_dir = "backups"\ndeploy_token_env = "{TOKEN_ENV}"')
     )
-    port = free_port()
     env = {
         **os.environ,
         TOKEN_ENV: TOKEN,
@@ -75,25 +72,9 @@ def bot(incident: Incident, tmp_path: Path) -> Iterator[Bot]:
         "SLACK_API_URL": f"http://127.0.0.1:{free_port()}/api/",  # nobody there: the hook needs no Slack
     }
     log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        server = subprocess.Popen(
-            [CLI, "serve", "--host", "127.0.0.1", "--port", str(port), "--config", str(incident.config_path)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    url = f"http://127.0.0.1:{port}"
+    server, url = start_serving(incident.config_path, env=env, log=log)
     store = Store(load_config(incident.config_path).store_url)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if requests.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert server.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
         yield Bot(url=url, store=store, log=log)
     finally:
         server.terminate()

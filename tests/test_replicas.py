@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -20,14 +19,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
-import requests
 from psycopg import sql
 
 from bot.config import load_config
 from bot.outbox import Outbox
 from bot.services import Services, build_services
-from sandbox.ports import free_port
 from sandbox.scenario import Incident, build_incident
+from sandbox.serving import start_serving
 from sandbox.slack_api import SlackApiStandIn, StoredMessage
 from sandbox.slack_harness import INCIDENT, SIGNING_SECRET, STATUS, find_button, sandbox_slack_api
 from sandbox.slack_signing import SlackRequestSender
@@ -36,8 +34,6 @@ from tests.fixtures.databases import PG_ADMIN_URL
 from tests.fixtures.runs import MonkeyEnv
 from tests.fixtures.waiting import wait_for
 from tests.test_slack_app import ALICE, CAROL
-
-BIN = Path(sys.executable).parent / "rollback-bot"
 
 
 @dataclass
@@ -61,7 +57,6 @@ class Replica:
 
 
 def start_replica(name: str, *, config: Path, api: SlackApiStandIn, root: Path) -> Replica:
-    port = free_port()
     env = {
         **os.environ,
         "SLACK_BOT_TOKEN": api.token,
@@ -69,22 +64,8 @@ def start_replica(name: str, *, config: Path, api: SlackApiStandIn, root: Path) 
         "SLACK_API_URL": api.base_url,
     }
     log = root / f"{name}.log"
-    process = subprocess.Popen(
-        [str(BIN), "serve", "--config", str(config), "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{url}/healthz", timeout=1).ok:
-                return Replica(name=name, process=process, url=url, log=log)
-        except requests.RequestException:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"replica {name} did not start: {log.read_text()[-2000:]}")
+    process, url = start_serving(config, env=env, log=log)
+    return Replica(name=name, process=process, url=url, log=log)
 
 
 def posts_per_row(api: SlackApiStandIn) -> Counter[int]:

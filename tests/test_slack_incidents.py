@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -18,6 +15,7 @@ from bot.cli import main
 from bot.services import Services
 from bot.store import now
 from sandbox.scenario import Incident
+from sandbox.serving import start_serving
 from sandbox.slack_api import SlackApiStandIn
 from sandbox.slack_harness import INCIDENT, SlackWorkspace, sandbox_slack_api
 from sandbox.slack_signing import SlackRequestSender
@@ -131,26 +129,14 @@ def test_slack_event_retries_are_not_handled_twice(slack: SlackWorkspace) -> Non
 
 def test_serve_answers_slack_over_http_as_its_own_process(incident: Incident, tmp_path: Path) -> None:
     with SlackApiStandIn(channels={INCIDENT: "inc-checkout-500s"}) as api:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
         env = {
             **os.environ,
             "SLACK_BOT_TOKEN": api.token,
             "SLACK_SIGNING_SECRET": "process-secret",
             "SLACK_API_URL": api.base_url,
         }
-        command = [sys.executable, "-m", "bot.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
-        server = subprocess.Popen([*command, "--config", str(incident.config_path)], env=env, cwd=tmp_path)
+        server, base = start_serving(incident.config_path, env=env, log=tmp_path / "serve.log", cwd=tmp_path)
         try:
-            base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                try:
-                    if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
-                        break
-                except requests.ConnectionError:
-                    time.sleep(0.1)
             sender = SlackRequestSender(app_url=f"{base}/slack/events", signing_secret="process-secret", api=api)
             answer = sender.slash_command(user_id=ALICE, text="help", channel_id=INCIDENT)
             assert answer.status_code == 200 and "/rollback ENV" in answer.text
