@@ -166,18 +166,6 @@ def test_ancestry_parents_files(local: GitRepo, sandbox: SandboxRepo) -> None:
     assert local.read_file(sandbox.good, "app") is None  # a directory is not a file
 
 
-def test_check_remote(local: GitRepo, sandbox: SandboxRepo, tmp_path: Path) -> None:
-    local.check_remote()
-    missing = GitRepo(repo=str(sandbox.clone), remote="production", branch="hotfix", work_dir=tmp_path / "w")
-    with pytest.raises(GitError) as caught:
-        missing.check_remote()
-    assert caught.value.message == "branch 'hotfix' does not exist on remote 'production'"
-    git(sandbox.clone, "remote", "add", "gone", str(tmp_path / "no-such-remote.git"))
-    unreachable = GitRepo(repo=str(sandbox.clone), remote="gone", branch="release", work_dir=tmp_path / "w")
-    with pytest.raises(GitError, match="could not reach gone"):
-        unreachable.check_remote()
-
-
 def test_fetch_errors_name_remote_and_branch(sandbox: SandboxRepo, tmp_path: Path) -> None:
     missing = GitRepo(repo=str(sandbox.clone), remote="production", branch="hotfix", work_dir=tmp_path / "w")
     with pytest.raises(GitError, match="branch 'hotfix' does not exist on remote 'production'"):

@@ -94,10 +94,6 @@ class CodeRepo(Protocol):
         """File content at a commit, or None if the file does not exist there."""
         ...
 
-    def check_remote(self) -> None:
-        """Raise GitError if the remote does not answer."""
-        ...
-
     def revert_to(self, *, deployed: str, target: str, message: str) -> CodeResult:
         """Push one new commit on top of `deployed` whose tree is `target`'s; raise PushRejected if refused."""
         ...

@@ -169,14 +169,6 @@ class GitRepo:
         out = self._exec("cat-file", "blob", f"{full}:{clean}", verbatim=True)
         return out.stdout if out.status == 0 else None
 
-    def check_remote(self) -> None:
-        ref = f"refs/heads/{self.branch}"
-        out = self._exec("ls-remote", "--heads", "--", self.remote, ref, net=True)
-        if out.status != 0:
-            raise self._remote_error(out, doing="reach")
-        if _ls_remote_value(out.stdout, ref) is None:
-            raise self._missing_branch_error()
-
     def revert_to(self, *, deployed: str, target: str, message: str) -> CodeResult:
         old, tgt = self._full_sha(deployed), self._full_sha(target)
         if not message.strip():

@@ -41,8 +41,7 @@ def safety_checks(ctx: StepContext) -> StepOutcome:
         passed.append(f"tools present: {', '.join(tools)}")
 
     try:
-        ctx.repo.check_remote()
-        head = ctx.repo.fetch()
+        head = ctx.repo.fetch()  # also proves the remote answers and has the branch: one round trip, not two
         passed.append(f"remote {plan.remote}/{plan.branch} answers")
         if head.sha != plan.deployed.sha:
             raise PlanChanged(
