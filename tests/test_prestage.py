@@ -24,8 +24,8 @@ from sandbox.scenario import (
     Incident,
     database_contents,
 )
-from tests.fixtures.runs import BIN, good_contents, start_rollback, step_status
-from tests.fixtures.waiting import wait_for
+from tests.fixtures.runs import BIN, SLOW_INDEX, good_contents, start_rollback, step_status
+from tests.fixtures.waiting import eventually, wait_for
 
 pytestmark = pytest.mark.incident_config(prestage=True)
 
@@ -35,6 +35,12 @@ def databases(prefix: str) -> dict[str, bool]:
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         rows = conn.execute("SELECT datname, datallowconn FROM pg_database WHERE datname LIKE %s", (prefix + "%",))
         return {str(name): bool(allowed) for name, allowed in rows}
+
+
+def database_oid(name: str) -> int | None:
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        row = conn.execute("SELECT oid::bigint FROM pg_database WHERE datname = %s", (name,)).fetchone()
+    return int(row[0]) if row else None
 
 
 def steps_of(services: Services, run_id: str) -> dict[str, tuple[str, str, dict[str, object]]]:
@@ -173,9 +179,56 @@ def test_concurrent_snapshots_take_turns_and_the_standby_ends_up_holding_the_new
     assert databases(standby.database) == {standby.database: False}
     newest = services.store.latest_restore_point("prod")
     assert newest is not None and newest.id == 3 and standby.dump_sha256 == newest.dump_sha256
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        oid = conn.execute("SELECT oid::bigint FROM pg_database WHERE datname = %s", (standby.database,)).fetchone()
-    assert oid is not None and oid[0] == standby.oid  # the database the record names is the one built last
+    assert database_oid(standby.database) == standby.oid  # the database the record names is the one built last
     built_events = [e.detail for e in services.store.audit_trail() if e.action == "standby.built"]
     # The incident's snapshot and the newest one's: the older one's snapshot built nothing.
     assert built_events == [f"{standby.database} holds restore point #1", f"{standby.database} holds restore point #3"]
+
+
+def restores_into(database: str, *, running: str = "%") -> int:
+    """How many of pg_restore's sessions are on `database` (running a statement LIKE `running`)."""
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = %s AND application_name = 'pg_restore' AND query LIKE %s",
+            (database, running),
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_a_snapshot_killed_mid_build_frees_its_turn_and_the_next_one_builds_the_standby(
+    incident: Incident, services: Services, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with psycopg.connect(incident.db_url, autocommit=True) as conn:
+        conn.execute(SLOW_INDEX.encode())  # its index takes seconds to build: the build can be caught in it
+    before = services.store.standby("prod")
+    assert before is not None
+    killed = subprocess.Popen(
+        [str(BIN), "snapshot", "prod", "--config", str(incident.config_path)],
+        env=dict(os.environ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # pg_restore has its own session: it outlives the bot, still loading
+    )
+    try:
+        wait_for(
+            "the killed snapshot's pg_restore builds the slow index in the standby",
+            lambda: restores_into(before.database, running="%slow_by_key%") > 0,
+        )
+    finally:
+        os.kill(killed.pid, signal.SIGKILL)
+        killed.wait()
+    # Its pg_restore may go on building the index (its own process group; the server notices a gone
+    # client only when it next writes to it), or have cancelled it on the way out: the next build copes.
+    assert services.store.standby("prod") is None  # cleared when its build began: no plan counts on it
+
+    # The dead builder's session went with it, and its lock: the next snapshot's turn comes at once.
+    assert main(["snapshot", "prod", "--config", str(incident.config_path)]) == 0
+    out = capsys.readouterr().out
+    assert "holds it: a rollback to it swaps it in" in out and "waiting for it to finish" not in out
+    standby = services.store.standby("prod")
+    newest = services.store.latest_restore_point("prod")
+    assert standby is not None and newest is not None and standby.restore_point_id == newest.id
+    eventually(lambda: restores_into(standby.database) == 0)  # the orphan's sessions were ended with its standby
+    assert databases(standby.database) == {standby.database: False}
+    assert database_oid(standby.database) == standby.oid  # what the record names is what the second build made
