@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from bot.backends.mysql import MySQLDatabase
 from bot.errors import DatabaseError, RestoreFailed
 from tests.crash_process import CrashingBot, alive
 from tests.fixtures.databases import MySQLTestDb, mysql_connect, mysql_database, mysql_databases, mysql_url
+from tests.fixtures.waiting import wait_for
 
 TAG = "ab12cd34"
 
@@ -117,6 +119,47 @@ def test_a_restore_killed_while_loading_leaves_a_shadow_that_discard_drops(
     result = backend.restore(dump, shadow=shadow)
     assert live.contents() == before and objects(live.name) == objects_before
     assert others(live) == [result.previous]
+
+
+@pytest.mark.parametrize("then", ["discard", "retry"])
+def test_a_crash_inside_create_database_is_settled_before_the_shadow_is_looked_for(
+    live: MySQLTestDb, tmp_path: Path, then: str
+) -> None:
+    """A backup's global read lock holds off every DDL; the server keeps a dead bot's CREATE DATABASE
+    waiting and runs it once the lock is free: cleanup and retry must end it before asking whether the
+    shadow exists, or it appears after they looked (a shadow nobody drops; the retry's CREATE fails)."""
+    backend = MySQLDatabase(live.url)
+    before = live.contents()
+    dump = backend.dump(tmp_path / "good.sql").path
+    wreck(live)
+    shadow = backend.shadow_name(TAG)
+    creating = f"CREATE DATABASE {objs.q(shadow)}%"
+    with closing(mysql_connect()) as backup, backup.cursor() as lock:
+        lock.execute("FLUSH TABLES WITH READ LOCK")  # what mysqldump --lock-all-tables or a backup tool takes
+        bot = CrashingBot("mysql", live.url, dump, shadow, tmp_path / "bot.log")
+        bot.wait_for("the bot's CREATE DATABASE, waiting", lambda: bool(sessions("INFO LIKE %s", (creating,))))
+        bot.kill(tree=True)
+        orphans = sessions("INFO LIKE %s", (creating,))
+        assert orphans  # the bot is gone, its statement is not
+
+        if then == "discard":
+            assert backend.discard_shadow(shadow) is None  # nothing was created, and now nothing will be
+            lock.execute("UNLOCK TABLES")  # an orphan still waiting would create the shadow now
+        else:  # the retry looks while the lock is held, then its own CREATE DATABASE waits in turn
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                retried = pool.submit(backend.restore, dump, shadow=shadow)
+                try:
+                    wait_for(
+                        "the retry's own CREATE DATABASE, waiting",
+                        lambda: bool(set(sessions("INFO LIKE %s", (creating,))) - set(orphans)) or retried.done(),
+                    )
+                finally:
+                    lock.execute("UNLOCK TABLES")  # never leave the retry (and the server) waiting on it
+                result = retried.result(timeout=60)
+            assert live.contents() == before and others(live) == [result.previous]
+    assert sessions("INFO LIKE %s", (creating,)) == []
+    time.sleep(0.5)  # an orphaned CREATE DATABASE, had it survived, would have run by now
+    assert shadow not in others(live)
 
 
 def crash_while_the_rename_waits(live: MySQLTestDb, tmp_path: Path) -> tuple[MySQLDatabase, Path, str, Any]:

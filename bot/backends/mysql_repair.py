@@ -18,6 +18,10 @@ The states a crash can leave, in the order mysql.py and mysql_objects.swap_in go
    routines and events; kept gets the old ones, events disabled), then the journal is dropped.
 5. Swap complete: no journal is left; nothing to repair. The shadow (empty, or with the dump's
    routines) may remain for discard() if the crash came before swap_in dropped it.
+6. Killed while the shadow's CREATE DATABASE waited for a lock (a backup's FLUSH TABLES WITH READ
+   LOCK or BACKUP STAGE holds off every DDL): the server goes on waiting for the dead bot and creates
+   the shadow once the lock is free, after cleanup or a retry looked and found none (a shadow nobody
+   drops; the retry's CREATE DATABASE fails). exists_settled() ends such a statement first.
 """
 
 from __future__ import annotations
@@ -43,8 +47,28 @@ def is_kept_name(live: str, name: str) -> bool:
     return bool(mark) and bool(_KEPT_TAIL.fullmatch(tail)) and fit_name(live, mark + tail, max_bytes=NAME_MAX) == name
 
 
+def exists_settled(conn: Any, shadow: str, *, timeout_s: float) -> bool:
+    """Does the shadow exist, once no dead bot's CREATE DATABASE of it is still waiting on the server?
+
+    Shadow names are per run, so a CREATE DATABASE of this one is this run's own, from an earlier
+    (crashed) attempt: matched by its text and killed.
+    """
+    creating = f"CREATE DATABASE {objs.q(shadow)}"
+    query = "SELECT ID, INFO FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() AND INFO IS NOT NULL"
+    deadline = time.monotonic() + timeout_s
+    while True:
+        running = [int(r[0]) for r in objs.rows(conn, query) if str(r[1]).lstrip().startswith(creating)]
+        if not running or time.monotonic() > deadline:  # one we may not kill: the check says what it finds
+            break
+        for session in running:
+            with suppress(Exception):  # gone meanwhile, or not ours to kill: the loop sees which
+                objs.run(conn, f"KILL CONNECTION {session}")
+        time.sleep(0.1)
+    return objs.schema_exists(conn, shadow)
+
+
 def discard(conn: Any, shadow: str, *, timeout_s: float) -> str | None:
-    if not objs.schema_exists(conn, shadow):
+    if not exists_settled(conn, shadow, timeout_s=timeout_s):
         return None
     size = objs.rows(
         conn,

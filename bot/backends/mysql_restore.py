@@ -80,7 +80,7 @@ class MySQLRestore(Restore):
 
     def exists(self, shadow: str) -> bool:
         with self.db.admin_session(self.untouched) as conn:
-            return objs.schema_exists(conn, shadow)
+            return repair.exists_settled(conn, shadow, timeout_s=self.db.swap_timeout_s)
 
     def drop_shadow(self, shadow: str) -> None:
         # Kills the sessions still using it first: an orphaned `mysql` client may still be loading it.
