@@ -19,7 +19,7 @@ wait_for() {  # wait_for NAME COMMAND...
 }
 
 # --- PostgreSQL -----------------------------------------------------------------------------------
-if ! command -v pg_dump >/dev/null || ! command -v pg_restore >/dev/null || ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+if ! command -v pg_dump >/dev/null || ! command -v pg_restore >/dev/null || ! command -v vacuumdb >/dev/null || ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
   echo "ensure-services: installing PostgreSQL"
   apt_install postgresql postgresql-client
 fi

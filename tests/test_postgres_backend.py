@@ -72,6 +72,12 @@ def test_dump_writes_a_verified_archive_that_restores_to_equal_data(live: PgData
         assert copy.contents() == live.contents()
 
 
+def unanalyzed(db: PgDatabase) -> list[str]:
+    """The database's tables that have no planner statistics yet (never ANALYZEd)."""
+    with db.connect() as conn:
+        return [str(r[0]) for r in conn.execute("SELECT relname FROM pg_stat_user_tables WHERE last_analyze IS NULL")]
+
+
 def test_restore_brings_the_dump_back_under_the_same_name_and_keeps_the_previous_data(
     live: PgDatabase, tmp_path: Path
 ) -> None:
@@ -89,6 +95,7 @@ def test_restore_brings_the_dump_back_under_the_same_name_and_keeps_the_previous
     assert live.contents() == before  # rows, the dropped column and the dropped view's table all back
     with live.connect() as conn:
         assert conn.execute("SELECT count(*) FROM big_orders").fetchone() is not None
+    assert unanalyzed(live) == []  # planner statistics were gathered before the swap
     assert KEPT.search(result.previous) and result.previous.startswith(live.name)
     assert PgDatabase(result.previous, "").contents() == wrecked
     assert leftovers(live) == [result.previous]  # no shadow left behind
@@ -206,6 +213,7 @@ def test_with_a_password_protected_role_nothing_leaks_and_ownership_is_kept(tmp_
             ).fetchone()
         assert owners == {role} and db_owner == (role,)
         assert result.details["ownership"] == "as in the dump"
+        assert unanalyzed(live) == []  # vacuumdb, too, got the password (and never showed it)
 
         broken = tmp_path / "broken.dump"
         broken.write_bytes(b"PGDMP garbage")
@@ -332,7 +340,7 @@ def test_describe_check_and_the_factory() -> None:
     backend = open_database(engine="postgres", url=url)
     assert isinstance(backend, PostgresDatabase)
     assert backend.describe() == "postgresql://app@db.internal:6543/shop"
-    assert backend.required_tools() == ["pg_dump", "pg_restore"]
+    assert backend.required_tools() == ["pg_dump", "pg_restore", "vacuumdb"]
     assert backend.engine == "postgres"
     for bad in ("mysql://x@y/z", "postgresql://app:pw@host:5432", "postgresql://a:b@h/db?sslpassword=k3yk3yk3y"):
         with pytest.raises(DatabaseError) as caught:
