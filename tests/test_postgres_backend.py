@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -340,7 +341,7 @@ def test_describe_check_and_the_factory() -> None:
     backend = open_database(engine="postgres", url=url)
     assert isinstance(backend, PostgresDatabase)
     assert backend.describe() == "postgresql://app@db.internal:6543/shop"
-    assert backend.required_tools() == ["pg_dump", "pg_restore", "vacuumdb"]
+    assert backend.required_tools() == ["pg_dump", "pg_restore"]
     assert backend.engine == "postgres"
     for bad in ("mysql://x@y/z", "postgresql://app:pw@host:5432", "postgresql://a:b@h/db?sslpassword=k3yk3yk3y"):
         with pytest.raises(DatabaseError) as caught:
@@ -365,6 +366,21 @@ def test_missing_client_tools_are_named(live: PgDatabase, tmp_path: Path, monkey
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(ToolMissing, match="pg_dump"):
         PostgresDatabase(live.url).dump(tmp_path / "x.dump")
+
+
+def test_without_vacuumdb_one_session_analyzes_the_restored_data(
+    live: PgDatabase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = PostgresDatabase(live.url)
+    dump = backend.dump(tmp_path / "good.dump").path
+    tools = tmp_path / "bin"  # a client package with pg_restore and no vacuumdb
+    tools.mkdir()
+    (tools / "pg_restore").symlink_to(shutil.which("pg_restore") or "pg_restore")
+    monkeypatch.setenv("PATH", str(tools))
+    messages: list[str] = []
+    result = backend.restore(dump, progress=messages.append)
+    assert any(m.startswith("analyzing ") for m in messages) and "warnings" not in result.details
+    assert unanalyzed(live) == []
 
 
 def test_a_failing_progress_callback_does_not_break_a_restore(live: PgDatabase, tmp_path: Path) -> None:

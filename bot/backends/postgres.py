@@ -102,7 +102,7 @@ class PostgresDatabase(RestoresAside):
     # --- Database protocol ----------------------------------------------------------------------
 
     def required_tools(self) -> list[str]:
-        return ["pg_dump", "pg_restore"] + (["vacuumdb"] if self.analyze else [])
+        return ["pg_dump", "pg_restore"]
 
     def describe(self) -> str:
         user = self._params.get("user", "")
