@@ -6,10 +6,7 @@ one rollback commit on the remote and no shadow database left beside the live on
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,10 +18,8 @@ from bot.engine.restore_points import take_snapshot
 from bot.services import Services
 from sandbox.repo import git
 from sandbox.scenario import PG_ADMIN_URL, Incident, database_contents
-from tests.fixtures.runs import SLOW_INDEX
+from tests.fixtures.runs import SLOW_INDEX, start_rollback
 from tests.fixtures.waiting import wait_for
-
-BIN = Path(sys.executable).parent / "rollback-bot"
 
 
 def shadows(db_name: str) -> list[str]:
@@ -42,13 +37,7 @@ def test_kill_9_mid_restore_then_resume_retry_finishes_with_one_commit_and_no_le
     bad_head = git(Path(incident.repo.remote_url), "rev-parse", f"refs/heads/{incident.repo.branch}")
     wanted = database_contents(incident.db_url)
 
-    bot = subprocess.Popen(
-        [str(BIN), "run", "prod", "--to", incident.repo.good, "--force", "--config", str(incident.config_path)],
-        env=dict(os.environ),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # like a bot host process: its pg_restore child is orphaned, not killed with it
-    )
+    bot = start_rollback(incident, "--to", incident.repo.good)  # its pg_restore child is orphaned, not killed with it
     try:
         wait_for(
             "the restore is under way", lambda: shadows(incident.db_name) and _database_step(services) == "running"

@@ -60,7 +60,7 @@ from tests.fixtures.databases import (
     sqlite_database,
 )
 from tests.fixtures.drills import ALERTS, drill_table, drill_world
-from tests.fixtures.runs import BIN, SLOW_INDEX
+from tests.fixtures.runs import SLOW_INDEX, start_cli
 from tests.fixtures.waiting import eventually
 from tests.test_slack_app import text_of
 
@@ -384,13 +384,7 @@ def test_the_scratch_database_of_a_drill_killed_mid_restore_is_dropped_by_the_ne
     with psycopg.connect(incident.db_url, autocommit=True) as conn:
         conn.execute(SLOW_INDEX.encode())  # its index takes seconds to build: the restore can be caught in it
     take_snapshot(services, "prod", actor="deploy-pipeline")
-    proc = subprocess.Popen(
-        [str(BIN), "drill", "prod", "--config", str(incident.config_path)],
-        env=dict(os.environ),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # pg_restore has its own session: it outlives the bot, still loading
-    )
+    proc = start_cli(incident, "drill", "prod")  # its pg_restore has its own session: it outlives the bot
 
     def restoring() -> str | None:
         running = services.store.unfinished_checks(kind="drill")

@@ -24,7 +24,7 @@ from sandbox.scenario import (
     Incident,
     database_contents,
 )
-from tests.fixtures.runs import BIN, SLOW_INDEX, good_contents, start_rollback, step_status
+from tests.fixtures.runs import BIN, SLOW_INDEX, good_contents, start_cli, start_rollback, step_status
 from tests.fixtures.waiting import eventually, wait_for
 
 pytestmark = pytest.mark.incident_config(prestage=True)
@@ -203,13 +203,7 @@ def test_a_snapshot_killed_mid_build_frees_its_turn_and_the_next_one_builds_the_
         conn.execute(SLOW_INDEX.encode())  # its index takes seconds to build: the build can be caught in it
     before = services.store.standby("prod")
     assert before is not None
-    killed = subprocess.Popen(
-        [str(BIN), "snapshot", "prod", "--config", str(incident.config_path)],
-        env=dict(os.environ),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # pg_restore has its own session: it outlives the bot, still loading
-    )
+    killed = start_cli(incident, "snapshot", "prod")  # its pg_restore has its own session: it outlives the bot
     try:
         wait_for(
             "the killed snapshot's pg_restore builds the slow index in the standby",

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +39,7 @@ from tests.fixtures.rehearsal import (
     refuse_scratch_updates,
     with_rehearsal,
 )
-from tests.fixtures.runs import BIN, good_contents
+from tests.fixtures.runs import good_contents, start_cli
 from tests.fixtures.waiting import wait_for
 
 ALICE, CAROL, MALLORY = "U0ALICE", "U0CAROL", "U0MALLORY"
@@ -302,13 +301,7 @@ def test_a_rehearsal_killed_mid_run_is_cleaned_up_by_the_next_one(incident: Inci
     silent = SilentServer()  # the staging health check hangs: the process is killed while it waits
     services = with_rehearsal(incident, f'health = ["{silent.url}"]')
     before = World.of(incident)
-    bot = subprocess.Popen(
-        [str(BIN), "rehearse", "prod", "--config", str(incident.config_path)],
-        env=dict(os.environ),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    bot = start_cli(incident, "rehearse", "prod")
     try:
 
         def checking_health() -> bool:
