@@ -14,10 +14,12 @@ import psycopg
 import pytest
 
 from bot.backends.base import StandbyDatabase
+from bot.backends.postgres import PostgresDatabase
 from bot.cli import main
 from bot.engine.outcomes import DatabaseOutcome, DumpOutcome
 from bot.engine.plan import RollbackRequest
 from bot.engine.planning import make_request_plan
+from bot.errors import RestoreFailed
 from bot.services import Services
 from sandbox.scenario import (
     PG_ADMIN_URL,
@@ -226,3 +228,23 @@ def test_a_snapshot_killed_mid_build_frees_its_turn_and_the_next_one_builds_the_
     eventually(lambda: restores_into(standby.database) == 0)  # the orphan's sessions were ended with its standby
     assert databases(standby.database) == {standby.database: False}
     assert database_oid(standby.database) == standby.oid  # what the record names is what the second build made
+
+
+def test_a_builder_that_never_gets_its_turn_gives_up_and_touches_nothing(
+    incident: Incident, services: Services
+) -> None:
+    database = services.database("prod")
+    assert isinstance(database, StandbyDatabase)
+    impatient = PostgresDatabase(incident.db_url, tool_timeout_s=1.5)  # waits as long as its pg_restore may take
+    said: list[str] = []
+    with (
+        database.standby_build_lock(),  # another builder, stuck
+        pytest.raises(RestoreFailed) as caught,
+        impatient.standby_build_lock(progress=said.append),
+    ):
+        raise AssertionError("the turn came while another builder held it")
+    assert caught.value.message.startswith("another snapshot was still building the standby")
+    assert caught.value.message.endswith("it was not touched")
+    assert len([m for m in said if "waiting for it to finish" in m]) == 1  # said once, not once a second
+    with impatient.standby_build_lock():  # freed with the other builder's block: the next turn comes at once
+        pass

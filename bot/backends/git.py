@@ -32,12 +32,12 @@ from bot.redact import redact
 
 # What a user may type as a commit: an (abbreviated) SHA, or a plain ref name with optional ~N / ^N.
 # Anything else is refused before git sees it, so user input can never become a git option.
-_KNOWN_MAX = 10_000
 _HEX = re.compile(r"[0-9a-fA-F]{4,40}")
 _REF = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/+\-]*(?:[~^][0-9]{0,4})*")
 _REMOTE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._\-]*")
 _BRANCH_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/\-]*")
 _URL_LIKE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://|^[^/\\\s]+@[^/\\\s]+:")
+_KNOWN_MAX = 10_000  # commits a GitRepo remembers (GitRepo._known)
 _SEP = "\x1f"
 _LOG_FORMAT = "%H%x1f%s%x1f%an%x1f%cI"
 _MAX_REASON = 400
@@ -120,7 +120,7 @@ class GitRepo:
         self._ssh_command: str | None = None
         # Full SHA → its commit, as git read it: a SHA names one commit forever, so each is asked once
         # (a plan names the same few commits a dozen times; each question is a git process).
-        self._known: dict[str, Commit] = {}
+        self._known: dict[str, Commit] = {}  # at most _KNOWN_MAX, then started again
 
     # --- the CodeRepo protocol ----------------------------------------------------------------------
 

@@ -76,25 +76,38 @@ def build_lock(db: PostgresDatabase, *, progress: Progress) -> Iterator[None]:
     """Hold the standby's build lock for the block; wait (saying so) while another builder holds it.
 
     Waits at most the tool timeout, the longest a builder's pg_restore may take; RestoreFailed then.
+    The lock is the session's: closing the session when the block ends frees it, whatever happened.
     """
     name = standby_name(db)
     key = f"rollback-bot standby {name}"
-    deadline = time.monotonic() + db.tool_timeout_s
-    with db.admin_session(f"the standby {name} was not touched") as conn:
-        waiting = False
-        while not _take(conn, key):
-            if not waiting:
-                Reporter(progress).say(f"another snapshot is building the standby {name}: waiting for it to finish")
-                waiting = True
-            if time.monotonic() > deadline:
-                raise RestoreFailed(f"another snapshot was still building the standby {name}; it was not touched")
-            time.sleep(_LOCK_POLL_S)
+    untouched = f"the standby {name} was not touched"
+    try:
+        conn = db.connect(db.maintenance_db, timeout_s=db.connect_timeout_s)
+    except psycopg.Error as exc:
+        raise RestoreFailed(
+            f"cannot connect to the maintenance database {db.maintenance_db}: {one_line(exc)}; {untouched}"
+        ) from None
+    with conn:
+        try:
+            _wait_for_turn(conn, key, name, progress=progress, deadline=time.monotonic() + db.tool_timeout_s)
+        except psycopg.Error as exc:  # only waiting is ours to explain: what the block raises is the build's
+            raise RestoreFailed(f"could not take the standby's build lock: {one_line(exc)}; {untouched}") from None
         try:
             yield
         finally:
-            # A session that broke took its lock with it; ending the block closes the session anyway.
-            with suppress(psycopg.Error):
+            with suppress(psycopg.Error):  # a session that broke took its lock with it
                 conn.execute(_UNLOCK, (key,))
+
+
+def _wait_for_turn(conn: admin.Conn, key: str, name: str, *, progress: Progress, deadline: float) -> None:
+    said = False
+    while not _take(conn, key):
+        if not said:
+            Reporter(progress).say(f"another snapshot is building the standby {name}: waiting for it to finish")
+            said = True
+        if time.monotonic() > deadline:
+            raise RestoreFailed(f"another snapshot was still building the standby {name}; it was not touched")
+        time.sleep(_LOCK_POLL_S)
 
 
 def _take(conn: admin.Conn, key: str) -> bool:
