@@ -368,14 +368,19 @@ def test_missing_client_tools_are_named(live: PgDatabase, tmp_path: Path, monkey
         PostgresDatabase(live.url).dump(tmp_path / "x.dump")
 
 
-def test_without_vacuumdb_one_session_analyzes_the_restored_data(
-    live: PgDatabase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("vacuumdb", ["missing", "failing"])
+def test_without_a_working_vacuumdb_one_session_analyzes_the_restored_data(
+    live: PgDatabase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, vacuumdb: str
 ) -> None:
     backend = PostgresDatabase(live.url)
     dump = backend.dump(tmp_path / "good.dump").path
-    tools = tmp_path / "bin"  # a client package with pg_restore and no vacuumdb
+    tools = tmp_path / "bin"  # a client package with pg_restore, and no vacuumdb or one that fails
     tools.mkdir()
     (tools / "pg_restore").symlink_to(shutil.which("pg_restore") or "pg_restore")
+    if vacuumdb == "failing":  # as behind a pooler that refuses the statement_timeout option
+        fake = tools / "vacuumdb"
+        fake.write_text('#!/bin/sh\necho "vacuumdb: error: unsupported startup parameter: options" >&2\nexit 1\n')
+        fake.chmod(0o755)
     monkeypatch.setenv("PATH", str(tools))
     messages: list[str] = []
     result = backend.restore(dump, progress=messages.append)
