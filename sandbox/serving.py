@@ -37,6 +37,7 @@ def _wait_until_serving(url: str, process: subprocess.Popen[bytes], *, log: Path
     while not answers(url):
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
+            process.wait(timeout=10)
             said = log.read_text(errors="replace")[-2000:] if log.exists() else ""
             raise RuntimeError(f"rollback-bot serve at {url} did not start: {said or 'no output'}")
         time.sleep(0.1)
