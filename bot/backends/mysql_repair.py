@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
 
@@ -51,20 +52,29 @@ def exists_settled(conn: Any, shadow: str, *, timeout_s: float) -> bool:
     """Does the shadow exist, once no dead bot's CREATE DATABASE of it is still waiting on the server?
 
     Shadow names are per run, so a CREATE DATABASE of this one is this run's own, from an earlier
-    (crashed) attempt: matched by its text and killed.
+    (crashed) attempt: matched by its text and killed. One we may not kill is left: the check then
+    says what it finds.
     """
     creating = f"CREATE DATABASE {objs.q(shadow)}"
+    _end_statements(conn, lambda text: text.startswith(creating), timeout_s=timeout_s)
+    return objs.schema_exists(conn, shadow)
+
+
+def _end_statements(conn: Any, is_ours: Callable[[str], bool], *, timeout_s: float) -> bool:
+    """Kill the sessions (never ours) running a statement `is_ours` picks by its text, until none is
+    left or `timeout_s` passes. → whether none is left."""
     query = "SELECT ID, INFO FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() AND INFO IS NOT NULL"
     deadline = time.monotonic() + timeout_s
     while True:
-        running = [int(r[0]) for r in objs.rows(conn, query) if str(r[1]).lstrip().startswith(creating)]
-        if not running or time.monotonic() > deadline:  # one we may not kill: the check says what it finds
-            break
+        running = [int(r[0]) for r in objs.rows(conn, query) if is_ours(str(r[1]).strip())]
+        if not running:
+            return True
+        if time.monotonic() > deadline:
+            return False
         for session in running:
             with suppress(Exception):  # gone meanwhile, or not ours to kill: the loop sees which
                 objs.run(conn, f"KILL CONNECTION {session}")
         time.sleep(0.1)
-    return objs.schema_exists(conn, shadow)
 
 
 def discard(conn: Any, shadow: str, *, timeout_s: float) -> str | None:
@@ -124,16 +134,8 @@ def _stop_dead_statements(conn: Any, j: objs.Journal, *, timeout_s: float) -> No
                 live=j.live, kept=j.kept, shadow=j.shadow, live_tables=j.live_tables, new_tables=j.new_tables
             )
         )
-    query = "SELECT ID, INFO FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() AND INFO IS NOT NULL"
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        running = [int(r[0]) for r in objs.rows(conn, query) if str(r[1]).strip() in mine]
-        if not running:
-            return
-        for session in running:
-            with suppress(Exception):  # gone meanwhile, or not ours to kill: the loop sees which
-                objs.run(conn, f"KILL CONNECTION {session}")
-        time.sleep(0.1)
+    if _end_statements(conn, lambda text: text in mine, timeout_s=timeout_s):
+        return
     raise DatabaseError(
         f"the interrupted switch of {j.live} still has a statement running on the server; nothing was changed",
         hint="kill it (SHOW PROCESSLIST) or wait for it, then repair again",
