@@ -13,6 +13,7 @@ import requests
 
 from bot.app import create_app, http_server
 from bot.services import Services
+from handlers import ids
 from handlers.context import SlackContext
 from sandbox.slack_api import SlackApiStandIn, StoredMessage
 from sandbox.slack_signing import SlackRequestSender
@@ -140,7 +141,7 @@ class SlackWorkspace:
         return self.api.render_channel(channel)
 
 
-TYPED_CONFIRMATION = "rollback_typed_confirmation"  # the modal's callback_id (handlers.ids.View)
+TYPED_CONFIRMATION = ids.View.TYPED_CONFIRMATION.value  # the modal's callback_id
 
 
 def type_confirmation(sender: SlackRequestSender, api: SlackApiStandIn, user: str, typed: str) -> requests.Response:
@@ -148,11 +149,12 @@ def type_confirmation(sender: SlackRequestSender, api: SlackApiStandIn, user: st
     modal = api.open_view_for(user, callback_id=TYPED_CONFIRMATION)
     if modal is None:
         raise LookupError(f"no confirmation modal is open for {user}")
+    field = ids.Field.TYPED_ENV.value
     return sender.view_submission(
         user_id=user,
         callback_id=TYPED_CONFIRMATION,
         view_id=modal.id,
-        state_values={"typed_env": {"typed_env": {"type": "plain_text_input", "value": typed}}},
+        state_values={field: {field: {"type": "plain_text_input", "value": typed}}},  # block_id, action_id
     )
 
 
